@@ -1,0 +1,46 @@
+"""0/180° line orientation classifier: flags crops that are upside down so they can be turned."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from .models import ClsSpec
+
+BATCH = 8
+
+
+class OrientationClassifier:
+    """Immutable after construction; ``upside_down`` may run in many threads at once."""
+
+    def __init__(self, session: ort.InferenceSession, spec: ClsSpec, threshold: float = 0.9) -> None:
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._spec = spec
+        self._flipped_index = spec.labels.index(180)
+        self._threshold = threshold
+
+    def _prepare(self, crop: np.ndarray) -> np.ndarray:
+        h, w = crop.shape[:2]
+        spec = self._spec
+        width = min(spec.width, max(1, math.ceil(spec.height * w / max(h, 1))))
+        resized = cv2.resize(crop, (width, spec.height)).astype(np.float32)
+        tensor = np.zeros((3, spec.height, spec.width), dtype=np.float32)
+        tensor[:, :, :width] = ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
+        return tensor
+
+    def upside_down(self, crops: Sequence[np.ndarray]) -> list[bool]:
+        """For each crop, whether the model is confident it is rotated by 180°."""
+        flags: list[bool] = []
+        for start in range(0, len(crops), BATCH):
+            batch = np.stack([self._prepare(c) for c in crops[start:start + BATCH]])
+            probs = self._session.run(None, {self._input: batch})[0]
+            flags.extend(
+                bool(p.argmax() == self._flipped_index and p[self._flipped_index] >= self._threshold)
+                for p in probs
+            )
+        return flags

@@ -1,0 +1,90 @@
+"""Engine configuration and per-call options, with the environment variables that set them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Literal
+
+from .errors import ErrorCode, OcrError
+
+Mode = Literal["page", "line"]
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_PACK = "ppocr-v6-small"
+
+# Environment variable → EngineConfig field. Documented in the README.
+ENV_VARS: Mapping[str, str] = {
+    "CRNNOCR_MODEL_DIR": "model_dir",
+    "CRNNOCR_PACK": "pack",
+    "CRNNOCR_THREADS": "threads",
+    "CRNNOCR_MAX_BYTES": "max_bytes",
+    "CRNNOCR_MAX_PIXELS": "max_pixels",
+    "CRNNOCR_DET_MAX_SIDE": "det_max_side",
+}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How an engine is built. Immutable: one engine, one configuration.
+
+    ``threads`` is ONNX Runtime's intra-op thread count; 0 means all cores, right for
+    one caller at a time. Processes or threads that run side by side want 1 each.
+    """
+
+    model_dir: Path = DEFAULT_MODEL_DIR
+    pack: str = DEFAULT_PACK
+    threads: int = 0
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    det_max_side: int = 960
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.threads < 0:
+            raise OcrError(ErrorCode.BAD_REQUEST, "threads must be 0 (all cores) or more")
+        if self.max_bytes <= 0 or self.max_pixels <= 0:
+            raise OcrError(ErrorCode.BAD_REQUEST, "max_bytes and max_pixels must be positive")
+        if not 32 <= self.det_max_side <= 8192:
+            raise OcrError(ErrorCode.BAD_REQUEST, "det_max_side must be within 32..8192")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> EngineConfig:
+        """Defaults, then ``CRNNOCR_*`` variables, then explicit ``overrides``."""
+        environ = os.environ if environ is None else environ
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for var, name in ENV_VARS.items():
+            raw = environ.get(var, "").strip()
+            if not raw:
+                continue
+            if types[name] == "int":
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise OcrError(ErrorCode.BAD_REQUEST, f"{var}={raw!r} is not an integer") from None
+            else:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)
+
+
+@dataclass(frozen=True)
+class RecognizeOptions:
+    """Per-call options.
+
+    ``mode="line"`` treats the whole image as one text line (no detection);
+    ``use_cls`` runs the 0/180° line classifier; lines scoring under ``min_score`` are dropped.
+    """
+
+    mode: Mode = "page"
+    use_cls: bool = False
+    min_score: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("page", "line"):
+            raise OcrError(ErrorCode.BAD_REQUEST, f"mode must be 'page' or 'line', not {self.mode!r}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise OcrError(ErrorCode.BAD_REQUEST, "min_score must be within 0..1")

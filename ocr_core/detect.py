@@ -1,0 +1,108 @@
+"""DB (differentiable binarisation) text detector: a page in, text-line quadrilaterals out.
+
+The image is only ever shrunk to fit ``max_side`` (never upscaled: a 40 px line must stay a
+small input, not become a 9000 px one), padded to a multiple of 32, and run once. The
+probability map is thresholded; each connected region becomes its minimum-area rectangle, is
+scored by the mean probability inside it, and is expanded ("unclipped") by
+``area * unclip_ratio / perimeter`` on every side. For a rectangle that expansion is exact: the
+offset polygon's minimum-area rectangle grows by the offset on each side, so no polygon
+clipping library is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from .models import DetSpec
+
+Quad = np.ndarray  # float32 (4, 2), clockwise from top-left, in input-image pixels
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    threshold: float = 0.3
+    box_threshold: float = 0.5
+    unclip_ratio: float = 1.6
+    min_side: float = 3.0
+    max_candidates: int = 1000
+
+
+def order_quad(points: np.ndarray) -> Quad:
+    """Four points clockwise from top-left (top-left = smallest x+y... resolved by x then y)."""
+    pts = points[np.argsort(points[:, 0])]
+    left, right = pts[:2], pts[2:]
+    tl, bl = left[np.argsort(left[:, 1])]
+    tr, br = right[np.argsort(right[:, 1])]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+class Detector:
+    """Immutable after construction; ``detect`` may run in many threads at once."""
+
+    def __init__(self, session: ort.InferenceSession, spec: DetSpec, params: DetectorParams | None = None) -> None:
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._mean = np.array(spec.mean, dtype=np.float32) * 255.0
+        self._inv_std = 1.0 / (np.array(spec.std, dtype=np.float32) * 255.0)
+        self._params = params or DetectorParams()
+
+    def _prepare(self, bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+        h, w = bgr.shape[:2]
+        scale = min(1.0, max_side / max(h, w))
+        rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+        resized = cv2.resize(bgr, (rw, rh), interpolation=cv2.INTER_AREA) if scale < 1.0 else bgr
+        ph, pw = -(-rh // 32) * 32, -(-rw // 32) * 32
+        tensor = np.zeros((1, 3, ph, pw), dtype=np.float32)
+        normalised = (resized.astype(np.float32) - self._mean) * self._inv_std
+        tensor[0, :, :rh, :rw] = normalised.transpose(2, 0, 1)
+        # The padding must look like background to the model, not like a dark frame.
+        if ph > rh or pw > rw:
+            edge = (np.median(resized.reshape(-1, 3), axis=0).astype(np.float32) - self._mean) * self._inv_std
+            tensor[0, :, rh:, :] = edge[:, None, None]
+            tensor[0, :, :rh, rw:] = edge[:, None, None]
+        return tensor, scale
+
+    def detect(self, bgr: np.ndarray, max_side: int) -> list[tuple[Quad, float]]:
+        """Quadrilaterals (in ``bgr``'s pixels) with their scores, in no particular order."""
+        h, w = bgr.shape[:2]
+        tensor, scale = self._prepare(bgr, max_side)
+        prob = self._session.run(None, {self._input: tensor})[0][0, 0]
+        rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
+        prob = prob[:rh, :rw]
+        return [(quad / scale, score) for quad, score in self._boxes(prob)]
+
+    def _boxes(self, prob: np.ndarray) -> list[tuple[Quad, float]]:
+        p = self._params
+        mask = (prob > p.threshold).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        h, w = prob.shape
+        found = []
+        for contour in contours[: p.max_candidates]:
+            rect = cv2.minAreaRect(contour)
+            if min(rect[1]) < p.min_side:
+                continue
+            score = self._region_score(prob, contour)
+            if score < p.box_threshold:
+                continue
+            (cx, cy), (rw, rh), angle = rect
+            offset = rw * rh * p.unclip_ratio / (2.0 * (rw + rh))
+            grown = ((cx, cy), (rw + 2 * offset, rh + 2 * offset), angle)
+            if min(grown[1]) < p.min_side + 2:
+                continue
+            quad = order_quad(cv2.boxPoints(grown))
+            quad[:, 0] = np.clip(quad[:, 0], 0, w)
+            quad[:, 1] = np.clip(quad[:, 1], 0, h)
+            found.append((quad, score))
+        return found
+
+    @staticmethod
+    def _region_score(prob: np.ndarray, contour: np.ndarray) -> float:
+        """Mean probability inside the contour (its bounding box only, for speed)."""
+        x, y, w, h = cv2.boundingRect(contour)
+        mask = np.zeros((h, w), dtype=np.uint8)
+        cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x, y)], 1)
+        return float(cv2.mean(prob[y:y + h, x:x + w], mask)[0])

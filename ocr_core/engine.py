@@ -1,0 +1,171 @@
+"""The engine: decode → detect → order → crop → classify → recognise, with per-stage timings.
+
+An Engine is built once (``Engine.load``) and is immutable afterwards: every call keeps its state
+in local variables, so one engine serves many threads at once. The detector and classifier
+sessions are created on first use, once, under a lock: a line-mode caller (a CGI hit, say) never
+pays for a detector it does not run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import onnxruntime as ort
+
+from . import __version__
+from .classify import OrientationClassifier
+from .config import EngineConfig, RecognizeOptions
+from .detect import Detector
+from .errors import ErrorCode, OcrError
+from .image import MAX_SIDE, decode_image
+from .layout import add_margin, crop_quad, detection_margin, reading_order
+from .models import PackSpec, check_installed, installed_packs, pack_spec
+from .recognize import Recognizer, load_charset
+from .result import OcrResult, TextLine, Timings
+from .sessions import open_session
+
+T = TypeVar("T")
+
+
+class _Once(Generic[T]):
+    """A value built by the first caller that needs it; later callers get the same object."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+                value = self._value
+        return value
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class Engine:
+    """OCR over one model pack. Build with ``Engine.load``; call ``recognize`` from any thread."""
+
+    def __init__(self, config: EngineConfig, spec: PackSpec) -> None:
+        self.config = config
+        self.spec = spec
+        rec_session = open_session(config.model_dir, spec, "rec", config.threads)
+        self._recognizer = Recognizer(rec_session, spec, load_charset(rec_session, spec, config.model_dir))
+        self._detector = _Once(self._build_detector)
+        self._classifier = _Once(self._build_classifier)
+
+    @classmethod
+    def load(cls, config: EngineConfig | None = None) -> Engine:
+        """Load the pack named by ``config`` (default: ``EngineConfig.from_env()``).
+
+        Raises OcrError(model_unavailable) when the pack is unknown, missing or corrupt.
+        """
+        config = config or EngineConfig.from_env()
+        spec = pack_spec(config.model_dir, config.pack)
+        check_installed(config.model_dir, spec)
+        return cls(config, spec)
+
+    @property
+    def pack(self) -> str:
+        return self.spec.name
+
+    def _build_detector(self) -> Detector:
+        if self.spec.det is None:
+            raise OcrError(ErrorCode.BAD_REQUEST, f"pack {self.pack!r} has no detector: use line mode")
+        session = open_session(self.config.model_dir, self.spec, "det", self.config.threads)
+        return Detector(session, self.spec.det)
+
+    def _build_classifier(self) -> OrientationClassifier:
+        if self.spec.cls is None:
+            raise OcrError(ErrorCode.BAD_REQUEST, f"pack {self.pack!r} has no orientation classifier")
+        session = open_session(self.config.model_dir, self.spec, "cls", self.config.threads)
+        return OrientationClassifier(session, self.spec.cls)
+
+    def info(self) -> dict[str, Any]:
+        """What a health check reports: versions, the pack, and the input limits."""
+        return {
+            "version": __version__,
+            "model": self.pack,
+            "packs_installed": installed_packs(self.config.model_dir),
+            "onnxruntime": ort.__version__,
+            "limits": {
+                "max_bytes": self.config.max_bytes,
+                "max_pixels": self.config.max_pixels,
+                "max_side": MAX_SIDE,
+                "det_max_side": self.config.det_max_side,
+            },
+        }
+
+    def recognize(self, data: bytes, options: RecognizeOptions | None = None) -> OcrResult:
+        """Recognise the text in an encoded image.
+
+        Raises OcrError for bad input (see ``ocr_core.image.decode_image``) and for a pack that
+        lacks a stage the options ask for.
+        """
+        options = options or RecognizeOptions()
+        started = time.perf_counter()
+        image = decode_image(bytes(data), max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels)
+        decode_ms = _ms(started)
+        bgr = image.bgr
+        h, w = bgr.shape[:2]
+
+        detect_ms = 0.0
+        if options.mode == "line":
+            quads = [np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)]
+            crops = [bgr]
+        else:
+            step = time.perf_counter()
+            margin = detection_margin(h, w)
+            found = self._detector.get().detect(add_margin(bgr, margin), self.config.det_max_side)
+            quads = []
+            for quad, _score in found:
+                quad = quad - margin
+                quad[:, 0] = quad[:, 0].clip(0, w)
+                quad[:, 1] = quad[:, 1].clip(0, h)
+                quads.append(quad)
+            quads = [quads[i] for i in reading_order(quads)]
+            crops = [crop_quad(bgr, q) for q in quads]
+            detect_ms = _ms(step)
+
+        classify_ms = 0.0
+        if options.use_cls and crops:
+            step = time.perf_counter()
+            flags = self._classifier.get().upside_down(crops)
+            crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c for c, f in zip(crops, flags, strict=True)]
+            classify_ms = _ms(step)
+
+        step = time.perf_counter()
+        texts = self._recognizer.recognize(crops) if crops else []
+        recognize_ms = _ms(step)
+
+        lines = tuple(
+            TextLine(text=text.strip(), score=score, box=tuple((float(x), float(y)) for x, y in quad))
+            for quad, (text, score) in zip(quads, texts, strict=True)
+            if text.strip() and score >= options.min_score
+        )
+        timings = Timings(decode_ms, detect_ms, classify_ms, recognize_ms, _ms(started))
+        return OcrResult(lines=lines, width=w, height=h, model=self.pack, timings=timings)
+
+
+_cached: tuple[EngineConfig, Engine] | None = None
+_cache_lock = threading.Lock()
+
+
+def get_engine(config: EngineConfig | None = None) -> Engine:
+    """The process's one cached engine, (re)built when asked for a different configuration."""
+    global _cached
+    config = config or EngineConfig.from_env()
+    with _cache_lock:
+        if _cached is None or _cached[0] != config:
+            _cached = (config, Engine.load(config))
+        return _cached[1]

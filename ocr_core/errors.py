@@ -1,0 +1,63 @@
+"""One error vocabulary for every surface: Python exceptions, CGI statuses and C codes."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class ErrorCode(str, enum.Enum):
+    """Stable error codes.
+
+    The string value is the JSON/CGI code, ``http_status`` the CGI status and ``number``
+    the C enum value in ``crnnocr.h`` (``OCR_E_<NAME>``); none of them may change once
+    released. 0 is reserved for success in C.
+    """
+
+    def __new__(cls, value: str, number: int, http_status: int, summary: str) -> ErrorCode:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.number = number
+        member.http_status = http_status
+        member.summary = summary
+        return member
+
+    number: int
+    http_status: int
+    summary: str
+
+    BAD_REQUEST = ("bad_request", 1, 400, "the request or an argument is invalid")
+    METHOD_NOT_ALLOWED = ("method_not_allowed", 2, 405, "the HTTP method is not allowed")
+    LENGTH_REQUIRED = ("length_required", 3, 411, "the request has no Content-Length")
+    PAYLOAD_TOO_LARGE = ("payload_too_large", 4, 413, "the input is larger than the byte limit")
+    IMAGE_TOO_LARGE = ("image_too_large", 5, 413, "the image has more pixels than the limit")
+    UNSUPPORTED_MEDIA_TYPE = (
+        "unsupported_media_type", 6, 415, "the input is not an image format that is supported",
+    )
+    DECODE_FAILED = ("decode_failed", 7, 422, "the image is damaged or cannot be decoded")
+    MODEL_UNAVAILABLE = ("model_unavailable", 8, 503, "the model files are missing or corrupt")
+    TIMEOUT = ("timeout", 9, 503, "the request took longer than the time limit")
+    INTERNAL = ("internal", 10, 500, "an internal error occurred")
+
+    @classmethod
+    def from_number(cls, number: int) -> ErrorCode:
+        for code in cls:
+            if code.number == number:
+                return code
+        raise ValueError(f"no error code numbered {number}")
+
+
+class OcrError(Exception):
+    """The one exception type the core raises on purpose; ``code`` says which failure."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error object documented for the CGI: ``{"ok": false, "error": {...}}``."""
+        return {"ok": False, "error": {"code": self.code.value, "message": self.message}}

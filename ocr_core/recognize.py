@@ -1,0 +1,118 @@
+"""CTC line recogniser (CRNN family): text-line crops in, (text, confidence) out.
+
+Crops are resized to the model's height keeping their aspect ratio, grouped into batches of
+similar width (so little of each batch is padding), run, and decoded greedily: the best class per
+time step, repeats collapsed, blanks removed. The confidence is the mean probability of the
+characters kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from .errors import ErrorCode, OcrError
+from .models import PackSpec
+
+# Widest input fed to the recogniser, in multiples of its height. Longer lines are squeezed:
+# beyond this a line is either not text or costs more than it can be worth.
+MAX_WIDTH_RATIO = 80
+# Upper bound on pixels per batch, so that a batch of long lines stays within cache-friendly sizes.
+MAX_BATCH_PIXELS = 48 * 320 * 8
+
+
+def load_charset(session: ort.InferenceSession, spec: PackSpec, model_dir: Path) -> tuple[str, ...]:
+    """The class labels: index 0 is the CTC blank (""), then the charset, then " " if appended."""
+    rec = spec.rec
+    if rec.charset_key is not None:
+        meta = session.get_modelmeta().custom_metadata_map
+        if rec.charset_key not in meta:
+            raise OcrError(
+                ErrorCode.MODEL_UNAVAILABLE,
+                f"recogniser of pack {spec.name!r} has no metadata key {rec.charset_key!r}",
+            )
+        chars = meta[rec.charset_key].splitlines()
+    else:
+        path = spec.path(model_dir, "charset")
+        try:
+            chars = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"cannot read charset {path}: {exc}") from None
+    labels = ("", *chars, *((" ",) if rec.append_space else ()))
+    classes = session.get_outputs()[0].shape[-1]
+    if isinstance(classes, int) and classes != len(labels):
+        raise OcrError(
+            ErrorCode.MODEL_UNAVAILABLE,
+            f"pack {spec.name!r}: the charset gives {len(labels)} classes but the model outputs {classes}",
+        )
+    return labels
+
+
+class Recognizer:
+    """Immutable after construction; ``recognize`` may run in many threads at once."""
+
+    def __init__(self, session: ort.InferenceSession, spec: PackSpec, labels: Sequence[str]) -> None:
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self._spec = spec.rec
+        self._labels = tuple(labels)
+
+    def _resize(self, crop: np.ndarray, width: int) -> np.ndarray:
+        rec = self._spec
+        if rec.channels == 1 and crop.ndim == 3:
+            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        interpolation = cv2.INTER_AREA if crop.shape[0] > rec.height else cv2.INTER_LINEAR
+        resized = cv2.resize(crop, (width, rec.height), interpolation=interpolation)
+        if resized.ndim == 2:
+            resized = resized[:, :, None]
+        return resized
+
+    def _target_width(self, crop: np.ndarray) -> int:
+        h, w = crop.shape[:2]
+        height = self._spec.height
+        return max(4, min(math.ceil(height * w / max(h, 1)), height * MAX_WIDTH_RATIO))
+
+    def _run_batch(self, crops: Sequence[np.ndarray], widths: Sequence[int]) -> list[tuple[str, float]]:
+        rec = self._spec
+        batch_width = max(max(widths), rec.min_width)
+        batch = np.zeros((len(crops), rec.channels, rec.height, batch_width), dtype=np.float32)
+        for i, (crop, width) in enumerate(zip(crops, widths, strict=True)):
+            pixels = self._resize(crop, width).astype(np.float32)
+            pixels = (pixels * (1.0 / 255.0) - rec.mean) / rec.std
+            batch[i, :, :, :width] = pixels.transpose(2, 0, 1)
+        probs = self._session.run(None, {self._input: batch})[0]
+        return [self._decode(p) for p in probs]
+
+    def _decode(self, probs: np.ndarray) -> tuple[str, float]:
+        best = probs.argmax(axis=1)
+        best_prob = probs[np.arange(len(best)), best]
+        keep = best != 0
+        keep[1:] &= best[1:] != best[:-1]
+        indices = best[keep]
+        if indices.size == 0:
+            return "", 0.0
+        text = "".join(self._labels[i] for i in indices)
+        return text, float(best_prob[keep].mean())
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Text and confidence for each crop (BGR or gray uint8), in the order given."""
+        widths = [self._target_width(c) for c in crops]
+        order = sorted(range(len(crops)), key=widths.__getitem__)
+        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * max(widths[order[end]], self._spec.min_width) * \
+                    self._spec.height <= MAX_BATCH_PIXELS:
+                end += 1
+            chunk = order[start:end]
+            decoded = self._run_batch([crops[i] for i in chunk], [widths[i] for i in chunk])
+            for i, result in zip(chunk, decoded, strict=True):
+                results[i] = result
+            start = end
+        return results

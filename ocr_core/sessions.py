@@ -1,0 +1,78 @@
+"""ONNX Runtime sessions, created from pre-optimised graphs when the cache has them.
+
+Graph optimisation is most of the cost of creating a session; every CGI hit creates sessions,
+so ``make models`` optimises once and stores the result (ORT_ENABLE_EXTENDED, which stays
+portable across CPUs, unlike ORT_ENABLE_ALL's layout transforms).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnxruntime as ort
+
+from .errors import ErrorCode, OcrError
+from .models import PackSpec, optimized_model_path
+
+
+def _options(threads: int, optimization: ort.GraphOptimizationLevel) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = optimization
+    options.log_severity_level = 3
+    return options
+
+
+def _write_optimized(source: Path, target: Path) -> None:
+    """Let ONNX Runtime write the optimised graph to a temp file, then move it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".onnx")
+    os.close(fd)
+    try:
+        options = _options(1, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+        options.optimized_model_filepath = tmp
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def build_optimized_cache(model_dir: Path, spec: PackSpec) -> None:
+    """Write the optimised graph of every model in the pack that has none yet."""
+    for role in spec.files:
+        if role == "charset":
+            continue
+        target = optimized_model_path(model_dir, spec, role, ort.__version__)
+        if not target.exists():
+            _write_optimized(spec.path(model_dir, role), target)
+
+
+def open_session(model_dir: Path, spec: PackSpec, role: str, threads: int) -> ort.InferenceSession:
+    """A CPU session for one model of the pack, from the optimised cache when present."""
+    source = spec.path(model_dir, role)
+    cached = optimized_model_path(model_dir, spec, role, ort.__version__)
+    if not cached.exists() and os.access(source.parent, os.W_OK):
+        try:
+            _write_optimized(source, cached)
+        except (OSError, RuntimeError):
+            pass  # The cache only saves time; a read-only or full disk must not stop OCR.
+    try:
+        if cached.exists():
+            return ort.InferenceSession(
+                str(cached), _options(threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
+                providers=["CPUExecutionProvider"],
+            )
+        return ort.InferenceSession(
+            str(source), _options(threads, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
+        raise OcrError(
+            ErrorCode.MODEL_UNAVAILABLE,
+            f"cannot load {source}: {exc}; run `make models PACK={spec.name}` to restore it",
+        ) from None
