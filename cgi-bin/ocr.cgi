@@ -1,0 +1,17 @@
+#!/usr/bin/env python3
+"""crnnocr OCR endpoint for any CGI web server (RFC 3875); the contract is in the README.
+
+`make deploy` installs this file with its shebang pointing at the installed venv. The code sits
+next to ``cgi-bin/`` in the same tree (``ocr_http`` for HTTP, ``ocr_core`` for OCR);
+CRNNOCR_HOME overrides that tree and CRNNOCR_MODEL_DIR the model directory.
+"""
+
+import os
+import sys
+
+HOME = os.environ.get("CRNNOCR_HOME") or os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+sys.path.insert(0, HOME)
+
+from ocr_http.cgi_main import main
+
+main()

@@ -1,0 +1,140 @@
+"""One CGI request → one Response. Never raises: every failure becomes a JSON error response.
+
+Cheap paths (GET/HEAD health, OPTIONS, 405, 411, 413) import neither the multipart parser nor
+the OCR stack; only a POST that carries an acceptable body reaches ``ocr_core.engine``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+
+from ocr_core.config import EngineConfig
+from ocr_core.errors import ErrorCode, OcrError
+
+from .response import Header, Response, error_response, json_response, text_response
+from .settings import CgiSettings, max_body_bytes
+
+ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
+PREFLIGHT_MAX_AGE_S = 600
+
+BodyReader = Callable[[int], bytes]
+
+
+def log(message: str) -> None:
+    """One line to stderr, which the web server files in its error log."""
+    sys.stderr.write("crnnocr.cgi: " + " ".join(message.split()) + "\n")
+    sys.stderr.flush()
+
+
+def cors_headers(environ: Mapping[str, str], settings: CgiSettings) -> tuple[Header, ...]:
+    """Headers that let an allowed browser origin read the response; none when CORS is off."""
+    if not settings.cors_origins:
+        return ()
+    origin = settings.allowed_origin(environ.get("HTTP_ORIGIN"))
+    allow = (("Access-Control-Allow-Origin", origin),) if origin else ()
+    return (*allow, ("Vary", "Origin"))
+
+
+def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSettings) -> Response:
+    """Dispatch on the method; map OcrError to its status and anything else to 500 ``internal``."""
+    cors = cors_headers(environ, settings)
+    try:
+        method = environ.get("REQUEST_METHOD", "").upper()
+        if method in ("GET", "HEAD"):
+            response = health(settings)
+        elif method == "POST":
+            response = recognise(environ, read_body)
+        elif method == "OPTIONS":
+            response = preflight(cors)
+        else:
+            response = error_response(
+                OcrError(ErrorCode.METHOD_NOT_ALLOWED, f"method {method or '(none)'} is not allowed"),
+                ("Allow", ALLOWED_METHODS),
+            )
+    except OcrError as exc:
+        response = error_response(exc)
+    except Exception as exc:  # noqa: BLE001 -- a bug: log one line, never show a traceback to the client
+        log(f"internal error: {type(exc).__name__}: {exc}")
+        response = error_response(OcrError(ErrorCode.INTERNAL, "internal error; see the server's error log"))
+    return response.with_headers(*cors)
+
+
+def preflight(cors: tuple[Header, ...]) -> Response:
+    headers: tuple[Header, ...] = (("Allow", ALLOWED_METHODS),)
+    if any(name == "Access-Control-Allow-Origin" for name, _ in cors):
+        headers += (
+            ("Access-Control-Allow-Methods", ALLOWED_METHODS),
+            ("Access-Control-Allow-Headers", "Content-Type"),
+            ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_S)),
+        )
+    return Response(HTTPStatus.NO_CONTENT, b"", headers)
+
+
+def health(settings: CgiSettings) -> Response:
+    """Version, default pack, installed packs and limits, without loading any model."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ocr_core import __version__
+    from ocr_core.models import installed_packs
+
+    config = EngineConfig.from_env()
+    packs = installed_packs(config.model_dir)
+    if config.pack not in packs:
+        raise OcrError(
+            ErrorCode.MODEL_UNAVAILABLE,
+            f"model pack {config.pack!r} is not installed (installed: {', '.join(packs) or 'none'})",
+        )
+    try:
+        onnxruntime = version("onnxruntime")
+    except PackageNotFoundError:
+        onnxruntime = None
+    return json_response(HTTPStatus.OK, {
+        "ok": True,
+        "version": __version__,
+        "model": config.pack,
+        "packs_installed": packs,
+        "onnxruntime": onnxruntime,
+        "limits": {
+            "max_bytes": config.max_bytes,
+            "max_pixels": config.max_pixels,
+            "det_max_side": config.det_max_side,
+            "timeout_s": settings.timeout_s,
+        },
+    })
+
+
+def recognise(environ: Mapping[str, str], read_body: BodyReader) -> Response:
+    """Check the length before reading, read exactly CONTENT_LENGTH bytes, unwrap, recognise."""
+    config = EngineConfig.from_env()
+    raw_length = environ.get("CONTENT_LENGTH", "").strip()
+    if not raw_length:
+        raise OcrError(ErrorCode.LENGTH_REQUIRED, "POST needs a Content-Length; chunked bodies are refused")
+    if not raw_length.isdigit():
+        raise OcrError(ErrorCode.BAD_REQUEST, f"Content-Length {raw_length!r} is not a byte count")
+    length = int(raw_length)
+    content_type = environ.get("CONTENT_TYPE", "")
+    cap = max_body_bytes(content_type.partition(";")[0].strip().lower(), config.max_bytes)
+    if length > cap:
+        raise OcrError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body has {length} bytes; the limit is {cap}")
+
+    from .request import image_from_body, parse_query
+
+    query = parse_query(environ.get("QUERY_STRING", ""))
+    image = image_from_body(content_type, read_body(length), config.max_bytes)
+
+    from ocr_core.engine import get_engine
+
+    if query.pack is not None and query.pack != config.pack:
+        from ocr_core.models import installed_packs
+
+        packs = installed_packs(config.model_dir)
+        if query.pack not in packs:
+            raise OcrError(
+                ErrorCode.BAD_REQUEST, f"pack {query.pack!r} is not installed; installed: {', '.join(packs)}",
+            )
+        config = EngineConfig.from_env(pack=query.pack)
+    engine = get_engine(config)
+    result = engine.recognize(image, query.options)
+    return text_response(result.text) if query.as_text else json_response(HTTPStatus.OK, result.to_dict())
