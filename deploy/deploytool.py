@@ -39,6 +39,7 @@ CGI_NAME = "ocr.cgi"
 CGI_TIMEOUT_S = 20
 SERVER_SLACK_S = 10
 PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
+STDERR = Path("/dev/stderr")
 
 
 def _ignore_noise(_dir: str, names: list[str]) -> set[str]:
@@ -152,7 +153,7 @@ class SiteConfig:
     run_dir: Path
     bind: str = "127.0.0.1"
     env: Mapping[str, str] = field(default_factory=dict)
-    error_log: Path | None = None
+    error_log: Path | None = None  # None: RUN_DIR/KIND-error.log; STDERR: the server's stderr
 
     @property
     def cgi_env(self) -> dict[str, str]:
@@ -174,6 +175,7 @@ class SiteConfig:
         if self.kind not in KINDS:
             raise SystemExit(f"server kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         env = self.cgi_env
+        log = self.log_path
         user, group = server_user()
         limit = _request_limit(env)
         timeout = math.ceil(float(env["CRNNOCR_TIMEOUT_S"] or 0) or CGI_TIMEOUT_S) + SERVER_SLACK_S
@@ -182,7 +184,8 @@ class SiteConfig:
             "PORT": str(self.port),
             "PREFIX": str(self.prefix),
             "RUN_DIR": str(self.run_dir),
-            "ERROR_LOG": str(self.log_path),
+            "ERROR_LOG": str(log),
+            "LIGHTTPD_ERRORLOG": "" if self.log_path == STDERR else f"server.errorlog = {_quote(str(log))}",
             "USER": user,
             "GROUP": group,
             "MAX_REQUEST_BYTES": str(limit),
@@ -211,7 +214,7 @@ class SiteConfig:
             (self.run_dir / sub).mkdir(exist_ok=True)
             os.chown(self.run_dir / sub, uid, gid)
             (self.run_dir / sub).chmod(0o700)
-        if not str(self.log_path).startswith("/dev/"):
+        if self.log_path != STDERR:
             self.log_path.touch()
             os.chown(self.log_path, uid, gid)
         config = self.run_dir / f"{self.kind}.conf"
@@ -246,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd.add_argument("--prefix", required=True)
         cmd.add_argument("--port", type=int, default=8080)
         cmd.add_argument("--run-dir", required=True)
-        cmd.add_argument("--error-log", default="", help="default: RUN_DIR/KIND-error.log")
+        cmd.add_argument("--error-log", default="",
+                         help=f"default: RUN_DIR/KIND-error.log; {STDERR} for the server's stderr")
         cmd.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                          help="extra environment for the CGI (repeatable)")
     args = parser.parse_args(argv)

@@ -67,6 +67,9 @@ def main() -> NoReturn:
     os.environ.pop("HTTP_PROXY", None)
     # Web servers run many CGI processes side by side: one ONNX Runtime thread each by default.
     os.environ.setdefault("CRNNOCR_THREADS", "1")
+    # ONNX Runtime's telemetry would write a device id and an event database under the server
+    # user's $HOME (or warn on every hit when it cannot) and try to upload them: never for a CGI.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     head_only = os.environ.get("REQUEST_METHOD", "").upper() == "HEAD"
     output = OneShotOutput()
     try:
