@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from typing import NoReturn
 
 from ocr_core.errors import ErrorCode, OcrError
@@ -37,25 +38,54 @@ class OneShotOutput:
             return True
 
 
-def read_exactly(length: int) -> bytes:
-    """Exactly ``length`` bytes of the request body (RFC 3875 §4.2: never read past it)."""
-    chunks: list[bytes] = []
-    remaining = length
-    while remaining:
-        chunk = os.read(0, min(remaining, 1 << 20))
-        if not chunk:
-            got = length - remaining
-            raise OcrError(ErrorCode.BAD_REQUEST, f"the body ended after {got} of {length} bytes")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+class RequestBody:
+    """The request body on stdin, read exactly once and never past its end (RFC 3875 §4.2)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        raw = environ.get("CONTENT_LENGTH", "").strip()
+        self._left: int | None = int(raw) if raw.isdigit() else None
+        # Apache passes a chunked body with no CONTENT_LENGTH: it is there, of unknown length.
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        self._pending = bool(self._left) or (self._left is None and chunked)
+
+    def read_exactly(self, length: int) -> bytes:
+        chunks: list[bytes] = []
+        remaining = length
+        while remaining:
+            chunk = os.read(0, min(remaining, 1 << 20))
+            if not chunk:
+                got = length - remaining
+                raise OcrError(ErrorCode.BAD_REQUEST, f"the body ended after {got} of {length} bytes")
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        if self._left is not None:
+            self._left -= length
+            self._pending = self._left > 0
+        return b"".join(chunks)
+
+    def discard_rest(self) -> None:
+        """Read and drop what the request did not consume (a refused 411/413/400 body).
+
+        Apache's mod_cgid carries stdin and stdout on one socket: a script that exits with
+        unread input gets the socket reset and its response cut off. Constant memory; bounded
+        by the server's body limit and the watchdog.
+        """
+        while self._pending:
+            chunk = os.read(0, 1 << 16 if self._left is None else min(self._left, 1 << 16))
+            if not chunk:
+                break
+            if self._left is not None:
+                self._left -= len(chunk)
+                self._pending = self._left > 0
 
 
 def _arm_watchdog(seconds: float, output: OneShotOutput, response: Response, head_only: bool) -> None:
     def expire() -> None:
         if output.commit(response.to_cgi(include_body=not head_only)):
             log(f"timeout: request stopped after {seconds:g} s")
-            os._exit(0)
+        # Either way the response is out (commit holds its lock while writing): stop now, even
+        # if the main thread is still discarding an unread body.
+        os._exit(0)
 
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
@@ -72,6 +102,7 @@ def main() -> NoReturn:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     head_only = os.environ.get("REQUEST_METHOD", "").upper() == "HEAD"
     output = OneShotOutput()
+    body = RequestBody(os.environ)
     try:
         settings = CgiSettings.from_env()
     except OcrError as exc:
@@ -83,7 +114,8 @@ def main() -> NoReturn:
             timeout = OcrError(ErrorCode.TIMEOUT, f"the request took longer than the {limit:g} s limit")
             late = error_response(timeout, *cors_headers(os.environ, settings))
             _arm_watchdog(limit, output, late, head_only)
-        response = respond(os.environ, read_exactly, settings)
+        response = respond(os.environ, body.read_exactly, settings)
     output.commit(response.to_cgi(include_body=not head_only))
+    body.discard_rest()
     # The response is out: skip interpreter teardown (module and ONNX Runtime destructors).
     os._exit(0)
