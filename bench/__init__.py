@@ -1,0 +1,1 @@
+"""`make bench`: accuracy and speed of crnnocr beside its peers on ../shared/eval (see bench/README.md)."""

@@ -1,0 +1,24 @@
+"""crnnocr runner (the project's own engine), run with the project's .venv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Recognize, main
+
+
+def make_recognize(options: dict[str, Any]) -> Recognize:
+    from ocr_core import Engine, EngineConfig, RecognizeOptions
+
+    engine = Engine.load(EngineConfig.from_env(pack=options.get("pack"), threads=int(options.get("threads", 0))))
+    by_mode = {mode: RecognizeOptions(mode=mode) for mode in ("line", "page")}
+
+    def recognize(data: bytes, path: Path, mode: str) -> str:
+        return engine.recognize(data, by_mode[mode]).text
+
+    return recognize
+
+
+if __name__ == "__main__":
+    main(make_recognize, "crnnocr")
