@@ -1,0 +1,486 @@
+/*
+ * capi.c - the C side of libcrnnocr: the public API of crnnocr.h, the memory it
+ * hands out, per-thread errors, and starting the embedded Python.
+ *
+ * Not compiled on its own: build_lib.py passes it to cffi's set_source(), which
+ * appends the glue for the `extern "Python"` bridge_* functions (bridge.py) and
+ * the static helpers below that Python calls. Python.h is already included.
+ *
+ * Everything a caller gets is malloc'd here and freed only here, so Python's
+ * allocator never owns memory that C code frees, and results need no Python to
+ * read or free.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crnnocr.h"
+
+#define CRNNOCR_API __attribute__((visibility("default")))
+
+/* ---- implemented in Python (bridge.py); each returns 1 once it has run, and reports
+ * failures with bridge_set_error. cffi makes them return 0 if Python failed to start. */
+static int bridge_recognize(const unsigned char *bytes, size_t len, char **out_text);
+static int bridge_engine_new(const ocr_options *o, uint64_t *out_id);
+static int bridge_engine_free(uint64_t id);
+static int bridge_engine_recognize(uint64_t id, const unsigned char *bytes, size_t len, int mode,
+                                   int use_cls, float min_score, ocr_result **out);
+
+/* ---- per-thread last error ------------------------------------------------ */
+
+#define ERROR_MESSAGE_MAX 1024
+
+static __thread int tls_error_code;
+static __thread char tls_error_message[ERROR_MESSAGE_MAX];
+
+/* Records an error for the calling thread; cuts long messages at a UTF-8 boundary. */
+static void bridge_set_error(int code, const char *message)
+{
+    size_t n = message ? strlen(message) : 0;
+    if (n >= ERROR_MESSAGE_MAX) {
+        n = ERROR_MESSAGE_MAX - 1;
+        while (n > 0 && ((unsigned char)message[n] & 0xC0) == 0x80)
+            n--;
+    }
+    tls_error_code = code;
+    if (n)
+        memcpy(tls_error_message, message, n);
+    tls_error_message[n] = '\0';
+}
+
+static void clear_error(void)
+{
+    tls_error_code = OCR_OK;
+    tls_error_message[0] = '\0';
+}
+
+/* ---- strings and results handed to C --------------------------------------- */
+
+struct ocr_line {
+    char *text;
+    float score;
+    float box[8];
+};
+
+struct ocr_result {
+    size_t line_count;
+    struct ocr_line *lines;
+    char *text;
+    char *json;
+    int width;
+    int height;
+};
+
+struct ocr_engine {
+    uint64_t id; /* key of the Python Engine in bridge.py's registry */
+};
+
+static char *copy_string(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+/* A malloc'd, NUL-terminated copy of s[0..n) for ocr_recognize's caller; NULL if out of memory. */
+static char *bridge_strdup(const char *s, size_t n)
+{
+    return copy_string(s, n);
+}
+
+/* A result with room for `line_count` lines; NULL if out of memory. */
+static ocr_result *bridge_result_new(size_t line_count, const char *text, size_t text_len,
+                                     const char *json, size_t json_len, int width, int height)
+{
+    ocr_result *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->lines = line_count ? calloc(line_count, sizeof *r->lines) : NULL;
+    r->text = copy_string(text, text_len);
+    r->json = copy_string(json, json_len);
+    if ((line_count && !r->lines) || !r->text || !r->json) {
+        ocr_result_free(r);
+        return NULL;
+    }
+    r->line_count = line_count;
+    r->width = width;
+    r->height = height;
+    return r;
+}
+
+/* Fills line i of a result from bridge_result_new; 0 on success, -1 if out of memory. */
+static int bridge_result_set_line(ocr_result *r, size_t i, const char *text, size_t text_len,
+                                  float score, const float *box)
+{
+    struct ocr_line *line = &r->lines[i];
+    line->text = copy_string(text, text_len);
+    if (!line->text)
+        return -1;
+    line->score = score;
+    memcpy(line->box, box, sizeof line->box);
+    return 0;
+}
+
+/* ---- finding the runtime and starting Python ----------------------------- */
+
+/* Directory of this library file, found at load time (before the host can chdir). */
+static char library_dir[PATH_MAX];
+
+__attribute__((constructor)) static void find_library_dir(void)
+{
+    Dl_info info;
+    char resolved[PATH_MAX];
+    if (dladdr((void *)&find_library_dir, &info) && info.dli_fname
+        && realpath(info.dli_fname, resolved)) {
+        char *slash = strrchr(resolved, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(library_dir, sizeof library_dir, "%s", resolved);
+        }
+    }
+}
+
+static char runtime_home[PATH_MAX]; /* holds ocr_core/ and models/ */
+static char runtime_venv[PATH_MAX]; /* the Python virtual environment */
+static int start_code = OCR_OK;     /* why Python could not be started, if it could not */
+static char start_message[ERROR_MESSAGE_MAX];
+static pthread_once_t start_once = PTHREAD_ONCE_INIT;
+
+static int is_venv(const char *dir)
+{
+    char cfg[PATH_MAX];
+    struct stat st;
+    return snprintf(cfg, sizeof cfg, "%s/pyvenv.cfg", dir) < (int)sizeof cfg
+           && stat(cfg, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static void start_failed(const char *fmt, const char *a, const char *b)
+{
+    start_code = OCR_E_MODEL_UNAVAILABLE;
+    snprintf(start_message, sizeof start_message, fmt, a, b);
+}
+
+/* Resolves CRNNOCR_HOME / CRNNOCR_VENV or their defaults next to the library. */
+static int locate_runtime(void)
+{
+    const char *home = getenv("CRNNOCR_HOME");
+    const char *venv = getenv("CRNNOCR_VENV");
+    int n;
+    if (home && *home)
+        n = snprintf(runtime_home, sizeof runtime_home, "%s", home);
+    else
+        n = snprintf(runtime_home, sizeof runtime_home, "%s/crnnocr", library_dir);
+    if (n < 0 || n >= (int)sizeof runtime_home) {
+        start_failed("libcrnnocr: the runtime path is too long%s%s", "", "");
+        return -1;
+    }
+    if (venv && *venv)
+        n = snprintf(runtime_venv, sizeof runtime_venv, "%s", venv);
+    else {
+        n = snprintf(runtime_venv, sizeof runtime_venv, "%s/venv", runtime_home);
+        if (n >= 0 && n < (int)sizeof runtime_venv && !is_venv(runtime_venv))
+            n = snprintf(runtime_venv, sizeof runtime_venv, "%s/.venv", runtime_home);
+    }
+    if (n < 0 || n >= (int)sizeof runtime_venv) {
+        start_failed("libcrnnocr: the Python environment path is too long%s%s", "", "");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Starts Python as if it were the venv's own interpreter: with `executable` inside
+ * the venv, CPython finds pyvenv.cfg and puts exactly the venv's site-packages on
+ * sys.path. That matters before any of our Python runs, because cffi imports its
+ * _cffi_backend first; a plain Py_Initialize would take it from the system
+ * (Debian's python3-cffi-backend, if installed at all, of another version).
+ * Isolated mode: the host's PYTHON* variables and user site-packages stay out.
+ */
+static void start_python(void)
+{
+    PyPreConfig preconfig;
+    PyConfig config;
+    PyStatus status;
+    char executable[PATH_MAX];
+
+    if (locate_runtime() != 0)
+        return;
+    if (Py_IsInitialized())
+        return; /* the host embeds Python itself: join it; bridge.py adds our paths */
+    if (!is_venv(runtime_venv)) {
+        start_failed("libcrnnocr: no Python environment at %s (pyvenv.cfg missing). "
+                     "Run `make install` again, or set CRNNOCR_VENV to the project's venv "
+                     "(CRNNOCR_HOME to a checkout with .venv/)%s", runtime_venv, "");
+        return;
+    }
+    if (snprintf(executable, sizeof executable, "%s/bin/python3", runtime_venv)
+        >= (int)sizeof executable) {
+        start_failed("libcrnnocr: the Python environment path is too long%s%s", "", "");
+        return;
+    }
+
+    PyPreConfig_InitIsolatedConfig(&preconfig);
+    preconfig.utf8_mode = 1; /* paths and text are UTF-8 whatever the host's locale */
+    status = Py_PreInitialize(&preconfig);
+    if (PyStatus_Exception(status))
+        goto failed;
+
+    PyConfig_InitIsolatedConfig(&config);
+    config.install_signal_handlers = 0;
+    status = PyConfig_SetBytesString(&config, &config.executable, executable);
+    if (!PyStatus_Exception(status))
+        status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status))
+        goto failed;
+    PyEval_SaveThread(); /* release the GIL: cffi takes it per call, from any thread */
+    return;
+
+failed:
+    start_failed("libcrnnocr: cannot start Python from %s: %s", runtime_venv,
+                 status.err_msg ? status.err_msg : "unknown error");
+}
+
+/*
+ * Makes sure Python runs; on failure records why for this thread. Cheap after the
+ * first call. cffi starts the bridge itself on the first bridge_* call, finding
+ * Python already initialised.
+ */
+static int ensure_python(void)
+{
+    pthread_once(&start_once, start_python);
+    if (start_code != OCR_OK) {
+        bridge_set_error(start_code, start_message);
+        return -1;
+    }
+    return 0;
+}
+
+/* Called by bridge.py to learn where the runtime is. */
+static const char *bridge_runtime_home(void)
+{
+    return runtime_home;
+}
+
+static const char *bridge_runtime_venv(void)
+{
+    return runtime_venv;
+}
+
+/* A bridge_* function returned 0: cffi could not run Python code (it printed why). */
+static void bridge_did_not_run(void)
+{
+    bridge_set_error(OCR_E_MODEL_UNAVAILABLE,
+                     "libcrnnocr: the embedded Python could not load the bridge (cffi printed the "
+                     "reason to stderr); check that the Python environment has cffi installed, "
+                     "or set CRNNOCR_VENV");
+}
+
+/* ---- public API -------------------------------------------------------------- */
+
+CRNNOCR_API const char *ocr_version(void)
+{
+    return CRNNOCR_VERSION;
+}
+
+CRNNOCR_API int ocr_last_error_code(void)
+{
+    return tls_error_code;
+}
+
+CRNNOCR_API const char *ocr_last_error(void)
+{
+    return tls_error_message;
+}
+
+CRNNOCR_API const char *ocr_strerror(int code)
+{
+    /* STRERROR_TABLE is generated by build_lib.py from ocr_core.errors.ErrorCode. */
+    static const char *const summaries[] = STRERROR_TABLE;
+    if (code >= 0 && (size_t)code < sizeof summaries / sizeof summaries[0] && summaries[code])
+        return summaries[code];
+    return "unknown error code";
+}
+
+CRNNOCR_API void ocr_free(void *p)
+{
+    free(p);
+}
+
+CRNNOCR_API char *ocr_recognize(const unsigned char *bytes, size_t len)
+{
+    char *text = NULL;
+    clear_error();
+    if (!bytes || len == 0) {
+        bridge_set_error(OCR_E_BAD_REQUEST, "no input: the image is NULL or 0 bytes long");
+        return NULL;
+    }
+    if (ensure_python() != 0)
+        return NULL;
+    if (!bridge_recognize(bytes, len, &text))
+        bridge_did_not_run();
+    return text;
+}
+
+CRNNOCR_API void ocr_options_init(ocr_options *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->threads = -1;
+    o->mode = OCR_MODE_PAGE;
+    o->min_score = 0.5f;
+}
+
+CRNNOCR_API int ocr_engine_new(const ocr_options *o, ocr_engine **out)
+{
+    ocr_options opts;
+    ocr_engine *e;
+    clear_error();
+    if (!out) {
+        bridge_set_error(OCR_E_BAD_REQUEST, "ocr_engine_new: out is NULL");
+        return OCR_E_BAD_REQUEST;
+    }
+    *out = NULL;
+    ocr_options_init(&opts);
+    if (o) {
+        /* An older caller's struct is a prefix of ours; the rest keeps its defaults. */
+        if (o->struct_size < offsetof(ocr_options, model_dir)) {
+            bridge_set_error(OCR_E_BAD_REQUEST,
+                             "ocr_engine_new: options.struct_size is not set; call ocr_options_init first");
+            return OCR_E_BAD_REQUEST;
+        }
+        memcpy(&opts, o, o->struct_size < sizeof opts ? o->struct_size : sizeof opts);
+    }
+    if (ensure_python() != 0)
+        return tls_error_code;
+    e = malloc(sizeof *e);
+    if (!e) {
+        bridge_set_error(OCR_E_INTERNAL, "ocr_engine_new: out of memory");
+        return OCR_E_INTERNAL;
+    }
+    if (!bridge_engine_new(&opts, &e->id))
+        bridge_did_not_run();
+    if (tls_error_code != OCR_OK) {
+        free(e);
+        return tls_error_code;
+    }
+    *out = e;
+    return OCR_OK;
+}
+
+CRNNOCR_API void ocr_engine_free(ocr_engine *e)
+{
+    if (!e)
+        return;
+    if (ensure_python() == 0)
+        bridge_engine_free(e->id);
+    free(e);
+}
+
+/* mode, use_cls and min_score < 0 ask bridge.py for the engine's own defaults. */
+static int engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t len, int mode,
+                            int use_cls, float min_score, ocr_result **out)
+{
+    clear_error();
+    if (out)
+        *out = NULL;
+    if (!e || !out) {
+        bridge_set_error(OCR_E_BAD_REQUEST, "ocr_engine_recognize: engine or out is NULL");
+        return OCR_E_BAD_REQUEST;
+    }
+    if (!bytes || len == 0) {
+        bridge_set_error(OCR_E_BAD_REQUEST, "no input: the image is NULL or 0 bytes long");
+        return OCR_E_BAD_REQUEST;
+    }
+    if (ensure_python() != 0)
+        return tls_error_code;
+    if (!bridge_engine_recognize(e->id, bytes, len, mode, use_cls, min_score, out))
+        bridge_did_not_run();
+    return tls_error_code;
+}
+
+CRNNOCR_API int ocr_engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t len,
+                                     ocr_result **out)
+{
+    return engine_recognize(e, bytes, len, -1, -1, -1.0f, out);
+}
+
+CRNNOCR_API int ocr_engine_recognize_with(ocr_engine *e, const unsigned char *bytes, size_t len,
+                                          ocr_mode mode, int use_cls, float min_score,
+                                          ocr_result **out)
+{
+    if (mode != OCR_MODE_PAGE && mode != OCR_MODE_LINE) {
+        clear_error();
+        if (out)
+            *out = NULL;
+        bridge_set_error(OCR_E_BAD_REQUEST, "ocr_engine_recognize_with: mode must be OCR_MODE_PAGE or OCR_MODE_LINE");
+        return OCR_E_BAD_REQUEST;
+    }
+    return engine_recognize(e, bytes, len, (int)mode, use_cls != 0, min_score, out);
+}
+
+CRNNOCR_API size_t ocr_result_line_count(const ocr_result *r)
+{
+    return r ? r->line_count : 0;
+}
+
+CRNNOCR_API const char *ocr_result_line_text(const ocr_result *r, size_t i)
+{
+    return r && i < r->line_count ? r->lines[i].text : NULL;
+}
+
+CRNNOCR_API float ocr_result_line_score(const ocr_result *r, size_t i)
+{
+    return r && i < r->line_count ? r->lines[i].score : -1.0f;
+}
+
+CRNNOCR_API int ocr_result_line_box(const ocr_result *r, size_t i, float xy[8])
+{
+    if (!r || !xy || i >= r->line_count)
+        return OCR_E_BAD_REQUEST;
+    memcpy(xy, r->lines[i].box, sizeof r->lines[i].box);
+    return OCR_OK;
+}
+
+CRNNOCR_API const char *ocr_result_text(const ocr_result *r)
+{
+    return r ? r->text : NULL;
+}
+
+CRNNOCR_API const char *ocr_result_json(const ocr_result *r)
+{
+    return r ? r->json : NULL;
+}
+
+CRNNOCR_API int ocr_result_width(const ocr_result *r)
+{
+    return r ? r->width : 0;
+}
+
+CRNNOCR_API int ocr_result_height(const ocr_result *r)
+{
+    return r ? r->height : 0;
+}
+
+CRNNOCR_API void ocr_result_free(ocr_result *r)
+{
+    size_t i;
+    if (!r)
+        return;
+    for (i = 0; i < r->line_count; i++)
+        free(r->lines[i].text);
+    free(r->lines);
+    free(r->text);
+    free(r->json);
+    free(r);
+}

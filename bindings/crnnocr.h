@@ -1,0 +1,261 @@
+/*
+ * crnnocr.h - the C API of libcrnnocr: image bytes in, recognised text out.
+ *
+ * libcrnnocr runs the crnnocr engine (a DB text detector and a CRNN/CTC line
+ * recogniser on ONNX Runtime) inside an embedded Python interpreter that the
+ * library starts itself on the first call. Callers need no Python knowledge:
+ * include this header, link with `pkg-config --cflags --libs crnnocr`.
+ *
+ * Quick start
+ *
+ *     unsigned char *png = ...; size_t len = ...;
+ *     char *text = ocr_recognize(png, len);
+ *     if (text == NULL) {
+ *         fprintf(stderr, "ocr: %s\n", ocr_last_error());
+ *     } else {
+ *         puts(text);
+ *         ocr_free(text);
+ *     }
+ *
+ * Conventions (they hold for every function below)
+ *
+ *  - Errors. Functions that can fail return an ocr_status (0 = OCR_OK) or NULL,
+ *    and record the failure for the calling thread: ocr_last_error_code() and
+ *    ocr_last_error() then say what went wrong. A successful call resets the
+ *    thread's last error to OCR_OK. No failure aborts or exits the host
+ *    process, and nothing is ever printed on a normal error path.
+ *  - Memory. Every pointer the library hands out is owned by the library's
+ *    allocator and must be released with the matching function named in its
+ *    documentation (ocr_free, ocr_result_free, ocr_engine_free); never with
+ *    free(). Input buffers are only read during the call and never kept.
+ *  - Threads. All functions may be called from any thread. An engine may be
+ *    used by many threads at once; a result belongs to whoever holds it.
+ *    The first call that needs the engine starts Python; concurrent first calls
+ *    are serialised, later ones run in parallel (ONNX Runtime and OpenCV release
+ *    Python's interpreter lock while they compute).
+ *  - Process rules. Python is never shut down, so the library stays usable until
+ *    the process exits. Do not use the library in a child created by fork() after
+ *    the parent has started it (the child inherits a Python whose other threads
+ *    are gone); exec a fresh program instead. The library leaves signal handlers
+ *    and the C locale alone.
+ *  - Environment. The library finds its Python runtime, the ocr_core package and
+ *    the models in the directory `crnnocr/` next to the library file itself
+ *    (`$libdir/crnnocr/`, laid out by `make install`). Variables override this
+ *    for relocated installs, read once at the first call:
+ *      CRNNOCR_HOME       directory holding ocr_core/ and models/ (a checkout works)
+ *      CRNNOCR_VENV       Python virtual environment to run (default: $CRNNOCR_HOME/venv,
+ *                         then $CRNNOCR_HOME/.venv)
+ *      CRNNOCR_MODEL_DIR, CRNNOCR_PACK, CRNNOCR_THREADS, CRNNOCR_MAX_BYTES,
+ *      CRNNOCR_MAX_PIXELS, CRNNOCR_DET_MAX_SIDE
+ *                         engine defaults, as for the CGI (see README)
+ *    If the host process has already started a Python interpreter itself, the
+ *    library joins it and adds its runtime to that interpreter's sys.path.
+ */
+#ifndef CRNNOCR_H
+#define CRNNOCR_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of this header; ocr_version() tells the version of the library loaded. */
+#define CRNNOCR_VERSION_MAJOR 0
+#define CRNNOCR_VERSION_MINOR 1
+#define CRNNOCR_VERSION_PATCH 0
+#define CRNNOCR_VERSION "0.1.0"
+/* MAJOR * 10000 + MINOR * 100 + PATCH, for #if comparisons. */
+#define CRNNOCR_VERSION_NUMBER 100
+
+/*
+ * Status codes. The numbers are stable and equal the `number` of the engine's
+ * ErrorCode (the CGI's JSON error codes are given in brackets).
+ */
+typedef enum ocr_status {
+    OCR_OK = 0,                       /* success */
+    OCR_E_BAD_REQUEST = 1,            /* [bad_request] an argument is invalid: NULL or empty
+                                         input, bad options, index out of range */
+    OCR_E_METHOD_NOT_ALLOWED = 2,     /* [method_not_allowed] HTTP only; never from this library */
+    OCR_E_LENGTH_REQUIRED = 3,        /* [length_required] HTTP only; never from this library */
+    OCR_E_PAYLOAD_TOO_LARGE = 4,      /* [payload_too_large] input longer than max_bytes */
+    OCR_E_IMAGE_TOO_LARGE = 5,        /* [image_too_large] width*height over max_pixels, found
+                                         from the header before decoding (pixel bombs) */
+    OCR_E_UNSUPPORTED_MEDIA_TYPE = 6, /* [unsupported_media_type] not JPEG, PNG, BMP, TIFF or WebP */
+    OCR_E_DECODE_FAILED = 7,          /* [decode_failed] truncated or corrupt image */
+    OCR_E_MODEL_UNAVAILABLE = 8,      /* [model_unavailable] the engine cannot run: model pack
+                                         missing or corrupt, or the library's Python runtime
+                                         cannot be found or started; the message says what to do */
+    OCR_E_TIMEOUT = 9,                /* [timeout] reserved; the library sets no time limit */
+    OCR_E_INTERNAL = 10               /* [internal] a bug: please report the message */
+} ocr_status;
+
+/* What ocr_engine_recognize looks for. */
+typedef enum ocr_mode {
+    OCR_MODE_PAGE = 0, /* detect text lines anywhere in the image, in reading order */
+    OCR_MODE_LINE = 1  /* the whole image is one text line (no detection; faster) */
+} ocr_mode;
+
+/* ------------------------------------------------------------------------ */
+/* Version, errors, memory                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The library's version, e.g. "0.1.0". Static string; never NULL; no Python needed. */
+const char *ocr_version(void);
+
+/* Code of the calling thread's last failure, OCR_OK after a success. */
+int ocr_last_error_code(void);
+
+/*
+ * Message of the calling thread's last failure (UTF-8, "" after a success).
+ * The string belongs to the library and stays valid until the same thread's
+ * next library call; copy it to keep it.
+ */
+const char *ocr_last_error(void);
+
+/*
+ * Static English summary of a status code, e.g. "the image is damaged or cannot be
+ * decoded". Never NULL (unknown codes get "unknown error code"); no Python needed.
+ */
+const char *ocr_strerror(int code);
+
+/* Frees a string returned by ocr_recognize. NULL-safe. */
+void ocr_free(void *p);
+
+/* ------------------------------------------------------------------------ */
+/* The one-call API                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Recognises the text of one image held in memory (JPEG, PNG, BMP, TIFF or WebP).
+ *
+ * Returns the text as a NUL-terminated UTF-8 string, lines joined by '\n' and
+ * "" when the image has no text; free it with ocr_free(). Returns NULL on
+ * failure; ocr_last_error_code() / ocr_last_error() tell why. NULL `bytes`
+ * or `len` 0 fail with OCR_E_BAD_REQUEST.
+ *
+ * Uses a process-wide default engine (page mode, options from the CRNNOCR_*
+ * environment variables) created by the first call, which therefore also pays
+ * for starting Python and loading the models. Thread-safe.
+ */
+char *ocr_recognize(const unsigned char *bytes, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* The structured API: engines with options, results with lines and boxes    */
+/* ------------------------------------------------------------------------ */
+
+/* An engine: loaded models plus fixed options. Opaque; thread-safe. */
+typedef struct ocr_engine ocr_engine;
+
+/* The outcome of one recognition. Opaque; immutable; owned by the caller. */
+typedef struct ocr_result ocr_result;
+
+/*
+ * Engine options. Always start from ocr_options_init(), then set what you need:
+ * fields added in later versions then keep their defaults. Strings are copied
+ * by ocr_engine_new and need not outlive the call.
+ */
+typedef struct ocr_options {
+    size_t struct_size;     /* set by ocr_options_init; lets the library accept older layouts */
+    const char *model_dir;  /* directory of model packs; NULL = CRNNOCR_MODEL_DIR or the
+                               runtime's models/ */
+    const char *pack;       /* model pack name, e.g. "ppocr-v6-small"; NULL = CRNNOCR_PACK or
+                               the default pack */
+    int threads;            /* ONNX Runtime threads per call: 0 = all cores (best for one caller),
+                               1 = best when several threads call at once; -1 = CRNNOCR_THREADS
+                               or 0 */
+    size_t max_bytes;       /* refuse larger inputs (OCR_E_PAYLOAD_TOO_LARGE); 0 = default 20 MiB */
+    size_t max_pixels;      /* refuse larger images (OCR_E_IMAGE_TOO_LARGE); 0 = default 40e6 */
+    int det_max_side;       /* detector input size limit in pixels, 32..8192; 0 = default 960 */
+    /* Defaults for each ocr_engine_recognize call: */
+    ocr_mode mode;          /* OCR_MODE_PAGE (default) or OCR_MODE_LINE */
+    int use_cls;            /* nonzero: detect and turn upside-down lines (slower); default 0 */
+    float min_score;        /* drop lines whose confidence is below this, 0..1; default 0.5 */
+} ocr_options;
+
+/* Fills *o with the defaults described above. NULL-safe. No Python needed. */
+void ocr_options_init(ocr_options *o);
+
+/*
+ * Creates an engine and stores it in *out (set to NULL on failure).
+ * `o` may be NULL for all defaults. Checks the options and that the model pack
+ * exists; the models themselves load on the first call that needs them (line
+ * mode never loads the detector). Starts Python if this is the first call.
+ *
+ * Returns OCR_OK, OCR_E_BAD_REQUEST (NULL `out`, invalid option, options not
+ * initialised by ocr_options_init) or OCR_E_MODEL_UNAVAILABLE (pack missing or
+ * corrupt, or the Python runtime cannot start; the message names the path and
+ * the fix). Thread-safe.
+ */
+int ocr_engine_new(const ocr_options *o, ocr_engine **out);
+
+/*
+ * Releases an engine. NULL-safe. Results made by the engine stay valid.
+ * The caller must make sure no other thread is still using the engine.
+ */
+void ocr_engine_free(ocr_engine *e);
+
+/*
+ * Recognises one image held in memory with the engine's options and stores the
+ * result in *out (set to NULL on failure); release it with ocr_result_free().
+ *
+ * Returns OCR_OK or the reason of the failure: OCR_E_BAD_REQUEST (NULL engine,
+ * `bytes` or `out`, `len` 0), OCR_E_PAYLOAD_TOO_LARGE, OCR_E_IMAGE_TOO_LARGE,
+ * OCR_E_UNSUPPORTED_MEDIA_TYPE, OCR_E_DECODE_FAILED, OCR_E_MODEL_UNAVAILABLE
+ * or OCR_E_INTERNAL; ocr_last_error() has the details. Finding no text is a
+ * success with 0 lines. Thread-safe: many threads may share one engine.
+ */
+int ocr_engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t len, ocr_result **out);
+
+/*
+ * As ocr_engine_recognize, but with this call's own mode, use_cls and min_score
+ * (the other fields of the engine's options are fixed when it is created).
+ */
+int ocr_engine_recognize_with(ocr_engine *e, const unsigned char *bytes, size_t len,
+                              ocr_mode mode, int use_cls, float min_score, ocr_result **out);
+
+/*
+ * Result accessors. They never fail on a valid result, need no Python, and the
+ * strings they return live as long as the result. Lines are in reading order.
+ * An index out of range gets NULL, a score of -1 or OCR_E_BAD_REQUEST; a NULL
+ * result counts as empty. They do not change the thread's last error.
+ */
+
+/* Number of text lines found (0 when the image has no text). */
+size_t ocr_result_line_count(const ocr_result *r);
+
+/* Text of line i, UTF-8. */
+const char *ocr_result_line_text(const ocr_result *r, size_t i);
+
+/* Confidence of line i: mean character probability in 0..1. */
+float ocr_result_line_score(const ocr_result *r, size_t i);
+
+/*
+ * Box of line i: four corners x0,y0 .. x3,y3 clockwise from top-left, in pixels
+ * of the image as displayed (after EXIF orientation). Returns OCR_OK, or
+ * OCR_E_BAD_REQUEST (and leaves xy untouched) for a NULL result or index.
+ */
+int ocr_result_line_box(const ocr_result *r, size_t i, float xy[8]);
+
+/* All lines' texts joined by '\n' ("" when there are none). */
+const char *ocr_result_text(const ocr_result *r);
+
+/*
+ * The result as the CGI's JSON document, UTF-8:
+ * {"ok":true,"text":...,"lines":[{"text","score","box"}],"image":{"width","height"},
+ *  "model":...,"timing_ms":{...}}
+ */
+const char *ocr_result_json(const ocr_result *r);
+
+/* Size of the image in pixels (after EXIF orientation). */
+int ocr_result_width(const ocr_result *r);
+int ocr_result_height(const ocr_result *r);
+
+/* Releases a result and all strings obtained from it. NULL-safe. */
+void ocr_result_free(ocr_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CRNNOCR_H */
