@@ -35,7 +35,7 @@ DEPLOY_DIR = CHECKOUT / "deploy"
 CODE_DIRS = ("ocr_core", "ocr_http", "www")
 KINDS = ("lighttpd", "apache")
 CGI_NAME = "ocr.cgi"
-# The CGI's own defaults; each can be overridden with --env or a CRNNOCR_* variable.
+# The CGI's defaults; `serve` and `render` take overrides from CRNNOCR_* variables and --env.
 CGI_TIMEOUT_S = 20
 SERVER_SLACK_S = 10
 PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
@@ -157,15 +157,13 @@ class SiteConfig:
 
     @property
     def cgi_env(self) -> dict[str, str]:
-        """Environment of every CGI hit: defaults, then CRNNOCR_* of the caller, then ``env``."""
-        merged = {
+        """Environment of every CGI hit: the defaults, then ``env``."""
+        return {
             "CRNNOCR_THREADS": "1",
             "CRNNOCR_TIMEOUT_S": str(CGI_TIMEOUT_S),
             "TMPDIR": str(self.run_dir / "tmp"),
+            **self.env,
         }
-        merged.update({k: v for k, v in os.environ.items() if k.startswith("CRNNOCR_")})
-        merged.update(self.env)
-        return merged
 
     @property
     def log_path(self) -> Path:
@@ -227,7 +225,9 @@ class SiteConfig:
 
 
 def _site_from_args(args: argparse.Namespace) -> SiteConfig:
-    env = dict(item.split("=", 1) for item in args.env)
+    """From the command line, CRNNOCR_* variables of the caller also reach the CGI (then --env)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("CRNNOCR_")}
+    env.update(item.split("=", 1) for item in args.env)
     return SiteConfig(
         kind=args.kind, prefix=Path(args.prefix).resolve(), port=args.port,
         run_dir=Path(args.run_dir).resolve(), env=env,

@@ -27,11 +27,14 @@ class OneShotOutput:
         self._lock = threading.Lock()
         self._committed = False
 
-    def commit(self, data: bytes) -> bool:
+    def commit(self, data: bytes, log_line: str = "") -> bool:
+        """Write ``data`` unless a response was already written; log ``log_line`` first if so."""
         with self._lock:
             if self._committed:
                 return False
             self._committed = True
+            if log_line:
+                log(log_line)
             view = memoryview(data)
             while view:
                 view = view[os.write(1, view):]
@@ -81,8 +84,8 @@ class RequestBody:
 
 def _arm_watchdog(seconds: float, output: OneShotOutput, response: Response, head_only: bool) -> None:
     def expire() -> None:
-        if output.commit(response.to_cgi(include_body=not head_only)):
-            log(f"timeout: request stopped after {seconds:g} s")
+        late = response.to_cgi(include_body=not head_only)
+        output.commit(late, f"timeout: request stopped after {seconds:g} s")
         # Either way the response is out (commit holds its lock while writing): stop now, even
         # if the main thread is still discarding an unread body.
         os._exit(0)

@@ -1,4 +1,6 @@
-"""Real lighttpd and Apache serving an installed crnnocr tree, for tests and benchmarks.
+"""Real lighttpd and Apache serving an installed crnnocr tree, and what to send them.
+
+For the CGI tests, the upload-page test and the benchmarks.
 
     from tests.servers import installed_tree, running_server
     with installed_tree() as prefix, running_server("lighttpd", prefix) as server:
@@ -11,22 +13,27 @@ temporary directories are removed.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.util
+import io
+import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 ServerKind = Literal["lighttpd", "apache"]
@@ -154,3 +161,110 @@ def servers_available() -> list[str]:
     found = {"lighttpd": shutil.which("lighttpd") or os.path.exists("/usr/sbin/lighttpd"),
              "apache": shutil.which("apache2") or os.path.exists("/usr/sbin/apache2")}
     return [kind for kind, ok in found.items() if ok]
+
+
+# --- What to send them: real eval data when present, self-made images always ------------------
+
+EVAL_DIR = Path(os.environ.get("CRNNOCR_EVAL") or CHECKOUT.parent / "shared" / "eval")
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    text: str
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+def eval_samples(set_name: str, count: int) -> list[Sample]:
+    """The first ``count`` labelled images of an eval set; [] when the set is not there."""
+    labels = EVAL_DIR / set_name / "labels.jsonl"
+    if not labels.is_file():
+        return []
+    rows = [json.loads(line) for line in labels.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Sample(EVAL_DIR / set_name / row["image"], row["text"]) for row in rows[:count]]
+
+
+def load_score() -> ModuleType | None:
+    """The eval set's own score.py (for its text normalisation), or None when it is missing."""
+    path = EVAL_DIR / "score.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("crnnocr_eval_score", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cer(refs: list[str], hyps: list[str], norm: Callable[[str], str]) -> float:
+    """Character error rate summed over pairs, after ``norm``."""
+    from rapidfuzz.distance import Levenshtein
+
+    edits = sum(Levenshtein.distance(norm(r), norm(h)) for r, h in zip(refs, hyps, strict=True))
+    return edits / max(1, sum(len(norm(r)) for r in refs))
+
+
+def render_text(lines: list[str], *, fmt: str = "PNG", size: int = 40) -> bytes:
+    """Black text on white, one line per entry, in DejaVu Sans (Debian's fonts-dejavu-core)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(FONT), size)
+    height = int(size * 1.6)
+    width = max(int(font.getlength(line)) for line in lines) + 2 * size
+    image = Image.new("RGB", (width, height * len(lines) + size), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((size, size // 2 + i * height), line, fill="black", font=font)
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels but carries one empty IDAT: a pixel bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    parts = (chunk(b"IHDR", ihdr), chunk(b"IDAT", zlib.compress(b"")), chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(parts)
+
+
+# --- A small HTTP client over http.client (chunked bodies, any method, raw headers) ------------
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]  # lower-cased names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def call(server: Server, method: str, query: str = "", body: bytes | Iterable[bytes] | None = None,
+         headers: Mapping[str, str] | None = None, *, path: str = "cgi-bin/ocr.cgi",
+         chunked: bool = False, timeout: float = 120) -> Reply:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        target = "/" + path + (f"?{query}" if query else "")
+        conn.request(method, target, body=body, headers=dict(headers or {}), encode_chunked=chunked)
+        reply = conn.getresponse()
+        data = reply.read()
+        return Reply(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def multipart(field: str, data: bytes, filename: str = "upload.png",
+              content_type: str = "image/png") -> tuple[bytes, str]:
+    """A multipart/form-data body with one file part; returns (body, Content-Type header)."""
+    boundary = "crnnocr-test-boundary-7f3a"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"

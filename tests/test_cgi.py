@@ -1,0 +1,357 @@
+"""The CGI under a real lighttpd and a real Apache, with the shipped configs, over real HTTP.
+
+Every test runs against both servers, serving a tree installed by ``deploy/deploytool.py`` into a
+temp dir (as ``make deploy`` does), so the CGI runs as the server's user (www-data under root).
+Real images come from ../shared/eval (CER bounds with score.py's normalisation); a self-rendered
+image keeps something meaningful running in a clone without shared/.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.servers import (
+    CHECKOUT,
+    EVAL_DIR,
+    Reply,
+    Sample,
+    Server,
+    call,
+    cer,
+    eval_samples,
+    installed_tree,
+    load_score,
+    multipart,
+    png_header_only,
+    render_text,
+    running_server,
+)
+
+KINDS = ("lighttpd", "apache")
+ALLOWED_ORIGIN = "http://allowed.example"
+LINE_CER_MAX = 0.05  # measured 0.01 on the first 16 sroie lines
+PAGE_CER_MAX = 0.15  # measured 0.066 on sroie_040 (order-sensitive, reading order included)
+RENDERED_TEXT = "Invoice 2026: total 42.50 EUR"
+RENDERED_CER_MAX = 0.1
+
+
+def _require_models() -> None:
+    sys.path.insert(0, str(CHECKOUT))
+    from ocr_core.config import EngineConfig
+    from ocr_core.models import installed_packs
+
+    config = EngineConfig.from_env()
+    if config.pack not in installed_packs(config.model_dir):
+        pytest.skip(f"MODEL PACK {config.pack} NOT INSTALLED in {config.model_dir}: run `make models`")
+
+
+@pytest.fixture(scope="module")
+def prefix() -> Iterator[Path]:
+    _require_models()
+    with installed_tree() as path:
+        yield path
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def server(request: pytest.FixtureRequest, prefix: Path) -> Iterator[Server]:
+    kind = request.param
+    if not shutil.which("lighttpd" if kind == "lighttpd" else "apache2"):
+        pytest.skip(f"{kind.upper()} IS NOT INSTALLED: `make setup` installs it (setup/debian-packages.txt)")
+    with running_server(kind, prefix, env={"CRNNOCR_CORS_ORIGINS": ALLOWED_ORIGIN}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def norm() -> Callable[[str], str]:
+    score = load_score()
+    if score is None:
+        pytest.skip(f"NO score.py IN {EVAL_DIR}: eval data missing (set CRNNOCR_EVAL)")
+    return lambda text: score.norm(text, "en")
+
+
+def _samples(set_name: str, count: int) -> list[Sample]:
+    found = eval_samples(set_name, count)
+    if not found:
+        pytest.skip(f"EVAL SET {EVAL_DIR / set_name} IS MISSING: real-image checks skipped (CRNNOCR_EVAL)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[Sample]:
+    return _samples("sroie_lines_en", 8)
+
+
+def _assert_common_headers(reply: Reply) -> None:
+    assert reply.headers.get("cache-control") == "no-store"
+    assert reply.headers.get("x-content-type-options") == "nosniff"
+
+
+def _assert_error(reply: Reply, status: int, code: str) -> None:
+    assert reply.status == status, reply.body[:300]
+    assert reply.headers["content-type"].startswith("application/json")
+    _assert_common_headers(reply)
+    doc = reply.json()
+    assert doc["ok"] is False and doc["error"]["code"] == code and doc["error"]["message"]
+
+
+# --- GET / HEAD / OPTIONS / other methods ------------------------------------------------------
+
+def test_get_is_health(server: Server) -> None:
+    reply = call(server, "GET")
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "application/json; charset=utf-8"
+    _assert_common_headers(reply)
+    doc = reply.json()
+    assert doc["ok"] is True and doc["version"] and doc["onnxruntime"]
+    assert doc["model"] in doc["packs_installed"]
+    assert all(doc["limits"][key] > 0 for key in ("max_bytes", "max_pixels", "timeout_s"))
+
+
+def test_head_has_headers_only(server: Server) -> None:
+    reply = call(server, "HEAD")
+    assert reply.status == 200 and reply.body == b""
+    assert reply.headers["content-type"].startswith("application/json")
+    _assert_common_headers(reply)
+
+
+def test_options_preflight_for_an_allowed_origin(server: Server) -> None:
+    reply = call(server, "OPTIONS", headers={
+        "Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    })
+    assert reply.status == 204
+    assert reply.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "POST" in reply.headers["access-control-allow-methods"]
+    assert "content-type" in reply.headers["access-control-allow-headers"].lower()
+    assert "Origin" in reply.headers.get("vary", "")
+    # The actual request from that origin carries the header too, so the browser may read it.
+    assert call(server, "GET", headers={"Origin": ALLOWED_ORIGIN}).headers["access-control-allow-origin"] == (
+        ALLOWED_ORIGIN)
+
+
+def test_options_preflight_for_a_refused_origin(server: Server) -> None:
+    reply = call(server, "OPTIONS", headers={"Origin": "http://evil.example",
+                                             "Access-Control-Request-Method": "POST"})
+    assert reply.status == 204
+    assert "access-control-allow-origin" not in reply.headers
+    assert "POST" in reply.headers["allow"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_are_405_with_allow(server: Server, method: str) -> None:
+    reply = call(server, method, body=b"x", headers={"Content-Type": "image/png"})
+    _assert_error(reply, 405, "method_not_allowed")
+    assert {m.strip() for m in reply.headers["allow"].split(",")} == {"GET", "HEAD", "POST", "OPTIONS"}
+
+
+# --- Every request form returns the right text -------------------------------------------------
+
+def _json_body(data: bytes, prefix: str = "") -> bytes:
+    return json.dumps({"image_base64": prefix + base64.b64encode(data).decode()}).encode()
+
+
+def _form(field: str, **kwargs: str) -> Callable[[bytes], tuple[bytes, dict[str, str]]]:
+    def build(data: bytes) -> tuple[bytes, dict[str, str]]:
+        body, ctype = multipart(field, data, **kwargs)
+        return body, {"Content-Type": ctype}
+    return build
+
+
+FORMS: dict[str, Callable[[bytes], tuple[bytes, dict[str, str]]]] = {
+    "multipart-image": _form("image"),
+    "multipart-file": _form("file"),
+    # The file name and part type are the client's word only: never used, never trusted.
+    "multipart-image_file": _form("image_file", filename="../../etc/passwd", content_type="text/plain"),
+    "raw-image/png": lambda d: (d, {"Content-Type": "image/png"}),
+    "raw-image/jpeg-declared-wrongly": lambda d: (d, {"Content-Type": "image/jpeg"}),
+    "raw-octet-stream": lambda d: (d, {"Content-Type": "application/octet-stream"}),
+    "raw-no-content-type": lambda d: (d, {}),
+    "json-base64": lambda d: (_json_body(d), {"Content-Type": "application/json"}),
+    "json-data-url": lambda d: (_json_body(d, "data:image/png;base64,"),
+                                {"Content-Type": "application/json; charset=utf-8"}),
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_request_forms_return_the_text(server: Server, lines: list[Sample], norm: Callable[[str], str],
+                                       form: str) -> None:
+    sample = lines[1]
+    body, headers = FORMS[form](sample.read())
+    reply = call(server, "POST", "mode=line", body, headers)
+    assert reply.status == 200, reply.body[:300]
+    _assert_common_headers(reply)
+    doc = reply.json()
+    assert doc["ok"] is True and len(doc["lines"]) == 1
+    assert cer([sample.text], [doc["text"]], norm) <= LINE_CER_MAX, doc["text"]
+
+
+def test_self_rendered_line_in_both_formats(server: Server) -> None:
+    """Needs no eval data: a line rendered with a Debian font, as raw PNG and as multipart JPEG."""
+    png = render_text([RENDERED_TEXT])
+    reply = call(server, "POST", "mode=line&format=text", png, {"Content-Type": "image/png"})
+    assert reply.status == 200 and reply.headers["content-type"] == "text/plain; charset=utf-8"
+    _assert_common_headers(reply)
+
+    def simple(text: str) -> str:
+        return "".join(text.split()).casefold()
+
+    assert cer([RENDERED_TEXT], [reply.body.decode("utf-8")], simple) <= RENDERED_CER_MAX, reply.body
+    page = render_text([RENDERED_TEXT, "Thank you"], fmt="JPEG")
+    body, ctype = multipart("image", page, "a.jpg", "image/jpeg")
+    doc = call(server, "POST", "", body, {"Content-Type": ctype}).json()
+    assert doc["ok"] is True and len(doc["lines"]) == 2
+    assert cer([RENDERED_TEXT + "Thank you"], [doc["text"]], simple) <= RENDERED_CER_MAX, doc["text"]
+
+
+def test_receipt_page(server: Server, norm: Callable[[str], str]) -> None:
+    sample = _samples("sroie_receipts_en", 1)[0]
+    reply = call(server, "POST", "mode=page", sample.read(), {"Content-Type": "image/jpeg"})
+    assert reply.status == 200, reply.body[:300]
+    doc = reply.json()
+    width, height = doc["image"]["width"], doc["image"]["height"]
+    assert len(doc["lines"]) > 10
+    for line in doc["lines"]:
+        assert 0 <= line["score"] <= 1 and len(line["box"]) == 4
+        assert all(-1 <= x <= width + 1 and -1 <= y <= height + 1 for x, y in line["box"])
+    assert set(doc["timing_ms"]) == {"decode", "detect", "classify", "recognize", "total"}
+    assert cer([sample.text], [doc["text"]], norm) <= PAGE_CER_MAX
+
+
+def test_eight_concurrent_posts_are_all_right(server: Server, lines: list[Sample],
+                                              norm: Callable[[str], str]) -> None:
+    def post(sample: Sample) -> Reply:
+        return call(server, "POST", "mode=line&format=text", sample.read(), {"Content-Type": "image/png"})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(post, lines))
+    assert [r.status for r in replies] == [200] * len(lines)
+    hyps = [r.body.decode("utf-8") for r in replies]
+    assert cer([s.text for s in lines], hyps, norm) <= LINE_CER_MAX, hyps
+
+
+def test_query_options(server: Server, lines: list[Sample]) -> None:
+    sample = lines[0]
+    doc = call(server, "POST", "mode=line&cls=1&min_score=0.3", sample.read(), {}).json()
+    assert doc["ok"] is True and doc["text"]
+    none = call(server, "POST", "mode=line&min_score=1", sample.read(), {}).json()
+    assert none["ok"] is True and none["lines"] == [] and none["text"] == ""
+    packs = call(server, "GET").json()["packs_installed"]
+    other = next((p for p in packs if p != call(server, "GET").json()["model"]), None)
+    if other:
+        doc = call(server, "POST", f"mode=line&pack={other}", sample.read(), {}).json()
+        assert doc["ok"] is True and doc["model"] == other
+    _assert_error(call(server, "POST", "pack=not-installed", sample.read(), {}), 400, "bad_request")
+
+
+# --- Refusals ----------------------------------------------------------------------------------
+
+def test_chunked_post(server: Server, lines: list[Sample]) -> None:
+    """lighttpd buffers a chunked body and passes CONTENT_LENGTH; Apache passes none → 411."""
+    data = lines[0].read()
+    chunks = (data[i:i + 4096] for i in range(0, len(data), 4096))
+    reply = call(server, "POST", "mode=line&format=text", chunks, {"Content-Type": "image/png"}, chunked=True)
+    if server.kind == "lighttpd":
+        assert reply.status == 200 and reply.body
+    else:
+        _assert_error(reply, 411, "length_required")
+
+
+def test_post_without_length_is_411(server: Server) -> None:
+    conn_reply = _post_without_length(server)
+    assert conn_reply.status == 411
+    if server.kind == "apache":  # lighttpd answers this one itself, before the CGI runs
+        _assert_error(conn_reply, 411, "length_required")
+
+
+def _post_without_length(server: Server) -> Reply:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/cgi-bin/ocr.cgi")
+        conn.putheader("Content-Type", "image/png")
+        conn.endheaders()
+        reply = conn.getresponse()
+        return Reply(reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read())
+    finally:
+        conn.close()
+
+
+def test_body_over_the_byte_cap_is_413(server: Server) -> None:
+    max_bytes = call(server, "GET").json()["limits"]["max_bytes"]
+    reply = call(server, "POST", "", b"\x89PNG" + bytes(max_bytes), {"Content-Type": "image/png"})
+    _assert_error(reply, 413, "payload_too_large")
+
+
+def test_pixel_bomb_is_413(server: Server) -> None:
+    reply = call(server, "POST", "", png_header_only(30000, 30000), {"Content-Type": "image/png"})
+    _assert_error(reply, 413, "image_too_large")
+
+
+@pytest.mark.parametrize(("body", "ctype"), [
+    (b"hello, not an image", "image/png"),
+    (b"%PDF-1.4 not an image either", "application/octet-stream"),
+    (b"just text", "text/plain"),
+])
+def test_unsupported_media_is_415(server: Server, body: bytes, ctype: str) -> None:
+    _assert_error(call(server, "POST", "", body, {"Content-Type": ctype}), 415, "unsupported_media_type")
+
+
+def test_truncated_png_is_422(server: Server, lines: list[Sample]) -> None:
+    data = lines[0].read()
+    reply = call(server, "POST", "mode=line", data[: len(data) // 2], {"Content-Type": "image/png"})
+    _assert_error(reply, 422, "decode_failed")
+
+
+@pytest.mark.parametrize(("query", "body", "ctype"), [
+    ("mode=column", b"x", "image/png"),
+    ("format=xml", b"x", "image/png"),
+    ("min_score=2", b"x", "image/png"),
+    ("cls=maybe", b"x", "image/png"),
+    ("colour=blue", b"x", "image/png"),
+    ("", b"{not json", "application/json"),
+    ("", b'{"image": "abc"}', "application/json"),
+    ("", b'{"image_base64": "not base64!"}', "application/json"),
+    ("", b"", "image/png"),
+    ("", b"--b\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--b--\r\n",
+     "multipart/form-data; boundary=b"),
+    ("", b"--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nx",
+     "multipart/form-data; boundary=b"),
+])
+def test_bad_requests_are_400(server: Server, query: str, body: bytes, ctype: str) -> None:
+    _assert_error(call(server, "POST", query, body, {"Content-Type": ctype}), 400, "bad_request")
+
+
+# --- Limits that need a server of their own ------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_wall_clock_limit_is_503_timeout(prefix: Path, kind: str) -> None:
+    """A tiny CRNNOCR_TIMEOUT_S: the watchdog answers 503 ``timeout`` and logs one line."""
+    data = render_text([RENDERED_TEXT] * 12)
+    with running_server(kind, prefix, env={"CRNNOCR_TIMEOUT_S": "0.05"}) as srv:
+        reply = call(srv, "POST", "mode=page", data, {"Content-Type": "image/png"})
+        _assert_error(reply, 503, "timeout")
+        # CORS is off unless configured: no CORS headers at all.
+        preflight = call(srv, "OPTIONS", headers={"Origin": ALLOWED_ORIGIN})
+        assert not any(name.startswith("access-control-") for name in preflight.headers)
+        log = srv.error_log_text()
+        assert "timeout" in log and "Traceback" not in log
+        assert not any(srv.tmp_dir.iterdir())
+
+
+# --- Runs last for each server (pytest keeps file order within a fixture instance) ---------------
+
+def test_no_temp_files_and_no_traceback(server: Server) -> None:
+    leftovers = [p for d in (server.tmp_dir, server.run_dir / "upload") for p in d.iterdir()]
+    assert leftovers == []
+    log = server.error_log_text()
+    assert "Traceback" not in log, log
+    assert "crnnocr.cgi: internal error" not in log, log
