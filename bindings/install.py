@@ -1,0 +1,120 @@
+"""Install libcrnnocr with the runtime it needs: ``make install [PREFIX=/usr/local] [DESTDIR=staging]``.
+
+Layout (paths under DESTDIR):
+  $LIBDIR/libcrnnocr.so.0, libcrnnocr.so -> libcrnnocr.so.0
+  $LIBDIR/crnnocr/{ocr_core,models,venv}   what the library runs: found next to the library file
+                                             itself, so the whole tree may be staged or moved
+  $INCLUDEDIR/crnnocr.h
+  $LIBDIR/pkgconfig/crnnocr.pc
+The venv is a copy of the one the library was built with (same cffi, numpy, onnxruntime...): its
+``pyvenv.cfg`` names only the base interpreter (/usr/bin), so the copy works from its new place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import shutil
+from pathlib import Path
+
+BINDINGS = Path(__file__).resolve().parent
+ROOT = BINDINGS.parent
+SONAME = "libcrnnocr.so.0"
+
+
+def _ignore_noise(_dir: str, names: list[str]) -> set[str]:
+    return {n for n in names if n == "__pycache__" or n.endswith(".pyc") or n.startswith(".")}
+
+
+def _copy_venv(venv: Path, target: Path) -> None:
+    """pyvenv.cfg, the bin/python* symlinks and site-packages; console scripts would name the old place."""
+    target.mkdir(parents=True)
+    shutil.copy2(venv / "pyvenv.cfg", target / "pyvenv.cfg")
+    (target / "bin").mkdir()
+    for entry in (venv / "bin").iterdir():
+        if entry.name.startswith("python") and entry.is_symlink():
+            os.symlink(os.readlink(entry), target / "bin" / entry.name)
+    for libdir in sorted((venv / "lib").glob("python3*")):
+        shutil.copytree(libdir, target / "lib" / libdir.name, symlinks=True)
+
+
+def _version() -> str:
+    for line in (BINDINGS / "crnnocr.h").read_text(encoding="utf-8").splitlines():
+        if line.startswith("#define CRNNOCR_VERSION "):
+            return line.split()[2].strip('"')
+    raise SystemExit("crnnocr.h has no CRNNOCR_VERSION")
+
+
+def _staged(destdir: Path | None, path: Path) -> Path:
+    return Path(destdir, *path.parts[1:]) if destdir else path
+
+
+def install(prefix: Path, libdir: Path, includedir: Path, destdir: Path | None, build: Path) -> None:
+    library = build / SONAME
+    runtime = build / "crnnocr"
+    if not library.is_file() or not (runtime / "venv" / "pyvenv.cfg").is_file():
+        raise SystemExit(f"no {library} or {runtime}/venv; run `make lib` (after `make setup`) first")
+    lib_out = _staged(destdir, libdir)
+    include_out = _staged(destdir, includedir)
+    pkgconfig_out = lib_out / "pkgconfig"
+    runtime_out = lib_out / "crnnocr"
+    for directory in (lib_out, include_out, pkgconfig_out):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    # Replace the runtime wholesale, so no stale module of an earlier install survives.
+    shutil.rmtree(runtime_out, ignore_errors=True)
+    runtime_out.mkdir()
+    shutil.copytree(runtime / "ocr_core", runtime_out / "ocr_core", ignore=_ignore_noise)
+    shutil.copytree(runtime / "models", runtime_out / "models", ignore=_ignore_noise)
+    _copy_venv(runtime / "venv", runtime_out / "venv")
+    compileall.compile_dir(runtime_out / "ocr_core", quiet=1)
+
+    shutil.copy2(BINDINGS / "crnnocr.h", include_out / "crnnocr.h")
+    partial = lib_out / f"{SONAME}.tmp"
+    shutil.copy2(library, partial)
+    partial.replace(lib_out / SONAME)  # atomic: running programs keep the old file
+    link = lib_out / "libcrnnocr.so"
+    link.unlink(missing_ok=True)
+    link.symlink_to(SONAME)
+
+    values = {"PREFIX": str(prefix), "LIBDIR": str(libdir), "INCLUDEDIR": str(includedir), "VERSION": _version()}
+    text = (BINDINGS / "crnnocr.pc.in").read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    (pkgconfig_out / "crnnocr.pc").write_text(text, encoding="utf-8")
+    print(f"installed libcrnnocr {values['VERSION']} into {_staged(destdir, prefix)}")
+
+
+def uninstall(libdir: Path, includedir: Path, destdir: Path | None) -> None:
+    lib_out = _staged(destdir, libdir)
+    shutil.rmtree(lib_out / "crnnocr", ignore_errors=True)
+    for path in (lib_out / SONAME, lib_out / "libcrnnocr.so", lib_out / "pkgconfig" / "crnnocr.pc",
+                 _staged(destdir, includedir) / "crnnocr.h"):
+        path.unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefix", type=Path, default=Path("/usr/local"))
+    parser.add_argument("--libdir", type=Path, help="default: PREFIX/lib")
+    parser.add_argument("--includedir", type=Path, help="default: PREFIX/include")
+    parser.add_argument("--destdir", type=Path, help="staging root (packaging); paths inside stay PREFIX's")
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
+    parser.add_argument("--uninstall", action="store_true")
+    args = parser.parse_args()
+    for name in ("prefix", "libdir", "includedir"):
+        value = getattr(args, name)
+        if value is not None and not value.is_absolute():
+            raise SystemExit(f"--{name} must be an absolute path, not {value}")
+    libdir = args.libdir or args.prefix / "lib"
+    includedir = args.includedir or args.prefix / "include"
+    destdir = args.destdir if args.destdir and str(args.destdir) else None
+    if args.uninstall:
+        uninstall(libdir, includedir, destdir)
+    else:
+        install(args.prefix, libdir, includedir, destdir, args.build_dir.resolve())
+
+
+if __name__ == "__main__":
+    main()
