@@ -1,0 +1,200 @@
+"""The upload page in a real headless Chromium (Debian's), served by a real lighttpd with the CGI.
+
+Chromium is driven over the DevTools protocol with ``websocket-client``: the test chooses a file
+through the page's own file input (DOM.setFileInputFiles, as a user's pick does), drops one onto
+the drop zone, and reads the recognised text, the drawn boxes and the error message off the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import (
+    EVAL_DIR,
+    Server,
+    cer,
+    eval_samples,
+    installed_tree,
+    load_score,
+    render_text,
+    running_server,
+)
+
+websocket = pytest.importorskip("websocket", reason="WEBSOCKET-CLIENT NOT INSTALLED (requirements-dev.txt)")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--remote-debugging-port=0",
+]
+PAGE_CER_MAX = 0.15
+LINE = "Invoice 2026: total 42.50 EUR"
+WAIT_S = 90.0
+
+
+class DevTools:
+    """Just enough of the Chrome DevTools Protocol: numbered commands over one page's socket."""
+
+    def __init__(self, ws_url: str) -> None:
+        self._ws = websocket.create_connection(ws_url, timeout=WAIT_S, suppress_origin=True)
+        self._ids = itertools.count(1)
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        msg_id = next(self._ids)
+        self._ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self._ws.recv())
+            if msg.get("id") == msg_id:  # events (no id) are not needed here
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    def js(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = WAIT_S) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+    def close(self) -> None:
+        self._ws.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    if not shutil.which("lighttpd"):
+        pytest.skip("LIGHTTPD IS NOT INSTALLED: `make setup` installs it")
+    with installed_tree() as prefix, running_server("lighttpd", prefix) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[DevTools]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("CHROMIUM IS NOT INSTALLED: `make setup` installs Debian's chromium")
+    profile = Path(tempfile.mkdtemp(prefix="crnnocr-chromium-"))
+    process = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("chromium did not open its DevTools port")
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
+            page = next(t for t in json.load(reply) if t["type"] == "page")
+        tools = DevTools(page["webSocketDebuggerUrl"])
+        try:
+            yield tools
+        finally:
+            tools.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture()
+def page(browser: DevTools, server: Server) -> DevTools:
+    """The upload page, freshly loaded, with its health check answered (the footer is filled)."""
+    browser.send("Page.navigate", url=server.url)
+    browser.wait_for("document.readyState === 'complete' && document.getElementById('engine').textContent")
+    return browser
+
+
+def _choose_file(page: DevTools, path: Path) -> None:
+    root = page.send("DOM.getDocument")["root"]["nodeId"]
+    node = page.send("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+    page.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+
+def _wait_result(page: DevTools) -> dict[str, Any]:
+    """Watch the status through 'Recognising…' to done or error; return what the page shows."""
+    busy = page.wait_for("document.getElementById('status').dataset.state === 'busy' "
+                         "&& document.getElementById('status').textContent")
+    page.wait_for("['done', 'error'].includes(document.getElementById('status').dataset.state)")
+    shown: dict[str, Any] = page.js("""({
+        state: document.getElementById('status').dataset.state,
+        text: document.getElementById('text').value,
+        boxes: document.querySelectorAll('#boxes polygon').length,
+        summary: document.getElementById('summary').textContent,
+        error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
+        preview: document.getElementById('preview').naturalWidth,
+    })""")
+    return {**shown, "busy": busy}
+
+
+@pytest.fixture(scope="module")
+def norm() -> Callable[[str], str]:
+    score = load_score()
+    if score is None:
+        pytest.skip(f"NO score.py IN {EVAL_DIR}: eval data missing (set CRNNOCR_EVAL)")
+    return lambda text: score.norm(text, "en")
+
+
+def test_page_recognises_a_chosen_receipt(page: DevTools, norm: Callable[[str], str]) -> None:
+    samples = eval_samples("sroie_receipts_en", 1)
+    if not samples:
+        pytest.skip(f"EVAL SET {EVAL_DIR / 'sroie_receipts_en'} IS MISSING (set CRNNOCR_EVAL)")
+    _choose_file(page, samples[0].path)
+    shown = _wait_result(page)
+    assert shown["busy"] == "Recognising…"
+    assert shown["state"] == "done" and shown["error"] is None
+    assert shown["preview"] > 0
+    assert cer([samples[0].text], [shown["text"]], norm) <= PAGE_CER_MAX
+    lines = shown["text"].count("\n") + 1
+    assert shown["boxes"] == lines > 10
+    assert shown["summary"] == f"{lines} lines"
+
+
+def test_page_takes_a_dropped_line(page: DevTools) -> None:
+    """Needs no eval data: a rendered line, dropped onto the drop zone in single-line mode."""
+    png = base64.b64encode(render_text([LINE])).decode()
+    page.js("document.getElementById('mode').value = 'line'")
+    page.js(f"""(() => {{
+        const bytes = Uint8Array.from(atob("{png}"), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "line.png", {{ type: "image/png" }}));
+        document.getElementById('drop').dispatchEvent(
+            new DragEvent('drop', {{ dataTransfer: data, bubbles: true, cancelable: true }}));
+    }})()""")
+    shown = _wait_result(page)
+    assert shown["state"] == "done" and shown["boxes"] == 1
+    simple = "".join(shown["text"].split()).casefold()
+    assert cer([LINE], [simple], lambda t: "".join(t.split()).casefold()) <= 0.1, shown["text"]
+
+
+def test_page_says_what_is_wrong_in_words(page: DevTools, tmp_path: Path) -> None:
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_bytes(b"these are notes, not pixels")
+    _choose_file(page, not_an_image)
+    shown = _wait_result(page)
+    assert shown["state"] == "error" and shown["boxes"] == 0 and shown["text"] == ""
+    assert shown["error"].startswith("This file is not an image format that can be read")
