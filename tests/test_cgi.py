@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -345,6 +346,44 @@ def test_wall_clock_limit_is_503_timeout(prefix: Path, kind: str) -> None:
         log = srv.error_log_text()
         assert "timeout" in log and "Traceback" not in log
         assert not any(srv.tmp_dir.iterdir())
+
+
+# --- Cold start: cheap requests must not pay for the OCR stack -----------------------------------
+
+HEAVY_MODULES = ("numpy", "cv2", "onnxruntime", "PIL")
+
+
+def _imports_of_one_hit(prefix: Path, environ: dict[str, str], body: bytes = b"") -> set[str]:
+    """Top-level modules one CGI hit imports: the installed script run directly, as a server would."""
+    cgi = prefix / "cgi-bin" / "ocr.cgi"
+    python = cgi.read_text().splitlines()[0][2:].split()[0]
+    done = subprocess.run([python, "-I", "-X", "importtime", str(cgi)], input=body, capture_output=True,
+                          env=environ, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.startswith(b"Status: "), done.stdout[:200]
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.decode().splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.parametrize("environ", [
+    {"REQUEST_METHOD": "GET"},
+    {"REQUEST_METHOD": "HEAD"},
+    {"REQUEST_METHOD": "OPTIONS", "HTTP_ORIGIN": ALLOWED_ORIGIN, "CRNNOCR_CORS_ORIGINS": ALLOWED_ORIGIN},
+    {"REQUEST_METHOD": "DELETE"},
+    {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png"},
+    {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(1 << 40)},
+], ids=["GET", "HEAD", "OPTIONS", "405", "411", "413"])
+def test_cheap_requests_import_no_ocr_stack(prefix: Path, environ: dict[str, str]) -> None:
+    imported = _imports_of_one_hit(prefix, environ)
+    assert "ocr_http.app" in imported
+    assert not imported & set(HEAVY_MODULES)
+
+
+def test_a_recognition_does_import_the_ocr_stack(prefix: Path) -> None:
+    """The control for the test above: the same probe sees ONNX Runtime when it is used."""
+    png = render_text([RENDERED_TEXT])
+    environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(len(png)),
+               "QUERY_STRING": "mode=line"}
+    assert "onnxruntime" in _imports_of_one_hit(prefix, environ, png)
 
 
 # --- Runs last for each server (pytest keeps file order within a fixture instance) ---------------
