@@ -100,6 +100,9 @@ def main() -> NoReturn:
     os.environ.pop("HTTP_PROXY", None)
     # Web servers run many CGI processes side by side: one ONNX Runtime thread each by default.
     os.environ.setdefault("CRNNOCR_THREADS", "1")
+    # OpenBLAS would start a thread per core when numpy is imported (tens of ms per hit under
+    # load); a one-request process has no use for them.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # ONNX Runtime's telemetry would write a device id and an event database under the server
     # user's $HOME (or warn on every hit when it cannot) and try to upload them: never for a CGI.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
