@@ -139,7 +139,10 @@ def _quote(value: str) -> str:
 
 def _request_limit(cgi_env: Mapping[str, str]) -> int:
     """Server-side body limit in bytes: the CGI's largest accepted body (base64 JSON) plus 1 MiB."""
-    max_bytes = int(cgi_env.get("CRNNOCR_MAX_BYTES") or 20 * 1024 * 1024)
+    raw = cgi_env.get("CRNNOCR_MAX_BYTES") or str(20 * 1024 * 1024)
+    if not raw.isdigit():
+        raise SystemExit(f"CRNNOCR_MAX_BYTES={raw!r} is not a byte count")
+    max_bytes = int(raw)
     return 4 * math.ceil(max_bytes / 3) + 2 * 1024 * 1024
 
 

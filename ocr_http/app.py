@@ -61,6 +61,15 @@ def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSett
     return response.with_headers(*cors)
 
 
+def engine_config(**overrides: object) -> EngineConfig:
+    """The engine's configuration from the environment; a bad CRNNOCR_* value is the server's fault."""
+    try:
+        return EngineConfig.from_env(**overrides)
+    except OcrError as exc:
+        log(f"configuration error: {exc.message}")
+        raise OcrError(ErrorCode.INTERNAL, f"the server is misconfigured: {exc.message}") from None
+
+
 def preflight(cors: tuple[Header, ...]) -> Response:
     headers: tuple[Header, ...] = (("Allow", ALLOWED_METHODS),)
     if any(name == "Access-Control-Allow-Origin" for name, _ in cors):
@@ -79,7 +88,7 @@ def health(settings: CgiSettings) -> Response:
     from ocr_core import __version__
     from ocr_core.models import installed_packs
 
-    config = EngineConfig.from_env()
+    config = engine_config()
     packs = installed_packs(config.model_dir)
     if config.pack not in packs:
         raise OcrError(
@@ -107,11 +116,11 @@ def health(settings: CgiSettings) -> Response:
 
 def recognise(environ: Mapping[str, str], read_body: BodyReader) -> Response:
     """Check the length before reading, read exactly CONTENT_LENGTH bytes, unwrap, recognise."""
-    config = EngineConfig.from_env()
+    config = engine_config()
     raw_length = environ.get("CONTENT_LENGTH", "").strip()
     if not raw_length:
         raise OcrError(ErrorCode.LENGTH_REQUIRED, "POST needs a Content-Length; chunked bodies are refused")
-    if not raw_length.isdigit():
+    if not (raw_length.isascii() and raw_length.isdigit()):
         raise OcrError(ErrorCode.BAD_REQUEST, f"Content-Length {raw_length!r} is not a byte count")
     length = int(raw_length)
     content_type = environ.get("CONTENT_TYPE", "")
@@ -134,7 +143,7 @@ def recognise(environ: Mapping[str, str], read_body: BodyReader) -> Response:
             raise OcrError(
                 ErrorCode.BAD_REQUEST, f"pack {query.pack!r} is not installed; installed: {', '.join(packs)}",
             )
-        config = EngineConfig.from_env(pack=query.pack)
+        config = engine_config(pack=query.pack)
     engine = get_engine(config)
     result = engine.recognize(image, query.options)
     return text_response(result.text) if query.as_text else json_response(HTTPStatus.OK, result.to_dict())

@@ -36,8 +36,11 @@ class OneShotOutput:
             if log_line:
                 log(log_line)
             view = memoryview(data)
-            while view:
-                view = view[os.write(1, view):]
+            try:
+                while view:
+                    view = view[os.write(1, view):]
+            except OSError:  # the client or server went away: nobody is left to answer
+                pass
             return True
 
 
@@ -46,7 +49,7 @@ class RequestBody:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         raw = environ.get("CONTENT_LENGTH", "").strip()
-        self._left: int | None = int(raw) if raw.isdigit() else None
+        self._left: int | None = int(raw) if raw.isascii() and raw.isdigit() else None
         # Apache passes a chunked body with no CONTENT_LENGTH: it is there, of unknown length.
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         self._pending = bool(self._left) or (self._left is None and chunked)
@@ -111,16 +114,18 @@ def main() -> NoReturn:
     body = RequestBody(os.environ)
     try:
         settings = CgiSettings.from_env()
-    except OcrError as exc:
-        log(f"configuration error: {exc}")
-        response = error_response(exc)
-    else:
         if settings.timeout_s:
             limit = settings.timeout_s
             timeout = OcrError(ErrorCode.TIMEOUT, f"the request took longer than the {limit:g} s limit")
             late = error_response(timeout, *cors_headers(os.environ, settings))
             _arm_watchdog(limit, output, late, head_only)
         response = respond(os.environ, body.read_exactly, settings)
+    except OcrError as exc:  # a misconfigured environment
+        log(f"configuration error: {exc}")
+        response = error_response(exc)
+    except Exception as exc:  # noqa: BLE001 -- last resort: respond() already maps everything it runs
+        log(f"internal error: {type(exc).__name__}: {exc}")
+        response = error_response(OcrError(ErrorCode.INTERNAL, "internal error; see the server's error log"))
     output.commit(response.to_cgi(include_body=not head_only))
     body.discard_rest()
     # The response is out: skip interpreter teardown (module and ONNX Runtime destructors).

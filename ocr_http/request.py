@@ -135,7 +135,7 @@ def _from_multipart(body: bytes, boundary: str, max_image_bytes: int) -> bytes:
 def _from_json(body: bytes) -> bytes:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise bad(f"the JSON body does not parse: {exc}") from None
     encoded = doc.get("image_base64") if isinstance(doc, dict) else None
     if not isinstance(encoded, str):

@@ -348,6 +348,15 @@ def test_wall_clock_limit_is_503_timeout(prefix: Path, kind: str) -> None:
         assert not any(srv.tmp_dir.iterdir())
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_misconfiguration_is_500_internal_in_one_log_line(prefix: Path, kind: str) -> None:
+    with running_server(kind, prefix, env={"CRNNOCR_THREADS": "many"}) as srv:
+        _assert_error(call(srv, "GET"), 500, "internal")
+        _assert_error(call(srv, "POST", "", b"x", {"Content-Type": "image/png"}), 500, "internal")
+        log = srv.error_log_text()
+        assert log.count("crnnocr.cgi: configuration error") == 2 and "Traceback" not in log, log
+
+
 # --- Cold start: cheap requests must not pay for the OCR stack -----------------------------------
 
 HEAVY_MODULES = ("numpy", "cv2", "onnxruntime", "PIL")
