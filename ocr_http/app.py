@@ -54,6 +54,8 @@ def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSett
                 ("Allow", ALLOWED_METHODS),
             )
     except OcrError as exc:
+        if exc.code.http_status >= 500:  # the server's problem, not the client's: tell the operator
+            log(f"{exc.code.value}: {exc.message}")
         response = error_response(exc)
     except Exception as exc:  # noqa: BLE001 -- a bug: log one line, never show a traceback to the client
         log(f"internal error: {type(exc).__name__}: {exc}")
@@ -66,7 +68,6 @@ def engine_config(**overrides: object) -> EngineConfig:
     try:
         return EngineConfig.from_env(**overrides)
     except OcrError as exc:
-        log(f"configuration error: {exc.message}")
         raise OcrError(ErrorCode.INTERNAL, f"the server is misconfigured: {exc.message}") from None
 
 
