@@ -56,9 +56,15 @@ def _load_deploytool() -> ModuleType:
 deploytool = _load_deploytool()
 
 
+def _others_can_enter(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
+
+
 def _world_traversable_tempdir(prefix: str) -> Path:
-    """A temp dir the server's user can enter (mkdtemp makes them 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A temp dir the server's user can enter: mkdtemp makes 0700 dirs, and TMPDIR may point
+    into a home directory that www-data cannot pass through (then /tmp is used instead)."""
+    base = Path(tempfile.gettempdir())
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base if _others_can_enter(base) else "/tmp"))
     path.chmod(0o755)
     return path
 
