@@ -1,0 +1,201 @@
+/*
+ * test_api - drives every corner of crnnocr.h for tests/test_c_lib.py; also the C-only
+ * header test (it is built with -std=c99 -Wall -Wextra -Werror -pedantic).
+ *
+ *   test_api static                  version, ocr_strerror table, options defaults; no Python
+ *   test_api inputs GOOD FILE...     ocr_recognize on NULL, 0 bytes and each FILE, each followed
+ *                                    by a call on GOOD that must work again
+ *   test_api engine GOOD [MODEL_DIR] engine options that must fail, then a result read in full
+ *   test_api maps GOOD               one call, then the _cffi_backend and libpython files mapped
+ *
+ * Output is one tab-separated record per line (see each command), for the test to parse.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crnnocr.h"
+
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *data = NULL;
+    long size;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        data = malloc((size_t)size + 1);
+        if (data && fread(data, 1, (size_t)size, f) != (size_t)size) {
+            free(data);
+            data = NULL;
+        }
+        *len = (size_t)size;
+    }
+    fclose(f);
+    if (!data) {
+        fprintf(stderr, "test_api: cannot read %s\n", path);
+        exit(2);
+    }
+    return data;
+}
+
+/* "call\tNAME\tCODE\tMESSAGE\tTEXT" for one ocr_recognize call. */
+static int report_recognize(const char *name, const unsigned char *bytes, size_t len)
+{
+    char *text = ocr_recognize(bytes, len);
+    int code = ocr_last_error_code();
+    printf("call\t%s\t%d\t%s\t%s\n", name, code, ocr_last_error(), text ? text : "(null)");
+    if ((text == NULL) != (code != OCR_OK))
+        printf("inconsistent\t%s\n", name);
+    ocr_free(text);
+    return code;
+}
+
+static int cmd_static(void)
+{
+    ocr_options o;
+    int code;
+    printf("version\t%s\t%s\t%d\n", ocr_version(), CRNNOCR_VERSION, CRNNOCR_VERSION_NUMBER);
+    for (code = -1; code <= OCR_E_INTERNAL + 1; code++)
+        printf("strerror\t%d\t%s\n", code, ocr_strerror(code));
+    ocr_options_init(&o);
+    printf("options\t%d\t%d\t%d\t%.2f\t%d\n", o.struct_size == sizeof o, o.threads, (int)o.mode,
+           (double)o.min_score, o.model_dir == NULL && o.pack == NULL && o.max_bytes == 0);
+    ocr_options_init(NULL);
+    ocr_free(NULL);
+    ocr_result_free(NULL);
+    ocr_engine_free(NULL);
+    printf("null-safe\t%d\t%d\n", (int)ocr_result_line_count(NULL), ocr_result_text(NULL) == NULL);
+    return 0;
+}
+
+static int cmd_inputs(int argc, char **argv)
+{
+    size_t good_len, len;
+    unsigned char *good = read_file(argv[2], &good_len);
+    int i;
+    report_recognize("null", NULL, 10);
+    report_recognize("good", good, good_len);
+    report_recognize("empty", good, 0);
+    report_recognize("good", good, good_len);
+    for (i = 3; i < argc; i++) {
+        unsigned char *data = read_file(argv[i], &len);
+        report_recognize(argv[i], data, len);
+        free(data);
+        report_recognize("good", good, good_len);
+    }
+    free(good);
+    return 0;
+}
+
+/* "engine\tNAME\tCODE\tMESSAGE" for one ocr_engine_new. */
+static ocr_engine *report_engine(const char *name, const ocr_options *o)
+{
+    ocr_engine *e = (ocr_engine *)1; /* must be reset to NULL on failure */
+    int code = ocr_engine_new(o, &e);
+    printf("engine\t%s\t%d\t%s\n", name, code, ocr_last_error());
+    if ((code == OCR_OK) != (e != NULL))
+        printf("inconsistent\t%s\n", name);
+    return code == OCR_OK ? e : NULL;
+}
+
+static int cmd_engine(int argc, char **argv)
+{
+    size_t len, i;
+    unsigned char *good = read_file(argv[2], &len);
+    ocr_options o;
+    ocr_engine *e;
+    ocr_result *r = (ocr_result *)1;
+    float box[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    int code;
+
+    ocr_options_init(&o);
+    o.model_dir = argc > 3 ? argv[3] : "/nonexistent/crnnocr-models";
+    report_engine("missing_model_dir", &o);
+    ocr_options_init(&o);
+    o.pack = "no-such-pack";
+    report_engine("unknown_pack", &o);
+    ocr_options_init(&o);
+    o.threads = -5;
+    report_engine("bad_threads", &o);
+    ocr_options_init(&o);
+    o.min_score = 2.0f;
+    report_engine("bad_min_score", &o);
+    ocr_options_init(&o);
+    o.struct_size = 0;
+    report_engine("uninitialised_options", &o);
+    code = ocr_engine_new(NULL, NULL);
+    printf("engine\tnull_out\t%d\t%s\n", code, ocr_last_error());
+
+    e = report_engine("defaults", NULL);
+    if (!e)
+        return 1;
+    code = ocr_engine_recognize(e, NULL, 1, &r);
+    printf("recognize\tnull_bytes\t%d\t%d\n", code, r == NULL);
+    code = ocr_engine_recognize(NULL, good, len, &r);
+    printf("recognize\tnull_engine\t%d\t%d\n", code, r == NULL);
+    code = ocr_engine_recognize_with(e, good, len, (ocr_mode)7, 0, 0.5f, &r);
+    printf("recognize\tbad_mode\t%d\t%d\n", code, r == NULL);
+    code = ocr_engine_recognize_with(e, good, len, OCR_MODE_LINE, 0, 1.5f, &r);
+    printf("recognize\tbad_min_score\t%d\t%s\n", code, ocr_last_error());
+
+    code = ocr_engine_recognize(e, good, len, &r);
+    printf("recognize\tpage\t%d\t%s\n", code, ocr_last_error());
+    if (code != OCR_OK)
+        return 1;
+    printf("result\t%d\t%d\t%d\n", (int)ocr_result_line_count(r), ocr_result_width(r), ocr_result_height(r));
+    for (i = 0; i < ocr_result_line_count(r); i++) {
+        code = ocr_result_line_box(r, i, box);
+        printf("line\t%d\t%.4f\t%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f\t%s\n", code,
+               (double)ocr_result_line_score(r, i), (double)box[0], (double)box[1], (double)box[2],
+               (double)box[3], (double)box[4], (double)box[5], (double)box[6], (double)box[7],
+               ocr_result_line_text(r, i));
+    }
+    i = ocr_result_line_count(r);
+    printf("out_of_range\t%d\t%.1f\t%d\n", ocr_result_line_text(r, i) == NULL,
+           (double)ocr_result_line_score(r, i), ocr_result_line_box(r, i, box));
+    printf("text\t%s\n", ocr_result_text(r));
+    printf("json\t%s\n", ocr_result_json(r));
+    ocr_result_free(r);
+
+    code = ocr_engine_recognize_with(e, good, len, OCR_MODE_LINE, 0, 0.0f, &r);
+    printf("recognize\tline\t%d\t%s\n", code, code == OCR_OK ? ocr_result_text(r) : ocr_last_error());
+    ocr_result_free(r);
+    ocr_engine_free(e);
+    free(good);
+    return 0;
+}
+
+static int cmd_maps(char **argv)
+{
+    size_t len;
+    unsigned char *good = read_file(argv[2], &len);
+    char line[4096];
+    FILE *maps;
+    report_recognize("good", good, len);
+    free(good);
+    maps = fopen("/proc/self/maps", "r");
+    if (!maps)
+        return 1;
+    while (fgets(line, sizeof line, maps)) {
+        char *path = strchr(line, '/');
+        if (path && (strstr(path, "_cffi_backend") || strstr(path, "libpython")))
+            printf("mapped\t%s", path);
+    }
+    fclose(maps);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "static") == 0)
+        return cmd_static();
+    if (argc >= 3 && strcmp(argv[1], "inputs") == 0)
+        return cmd_inputs(argc, argv);
+    if (argc >= 3 && strcmp(argv[1], "engine") == 0)
+        return cmd_engine(argc, argv);
+    if (argc == 3 && strcmp(argv[1], "maps") == 0)
+        return cmd_maps(argv);
+    fputs("usage: test_api static | inputs GOOD FILE... | engine GOOD [MODEL_DIR] | maps GOOD\n", stderr);
+    return 2;
+}

@@ -1,0 +1,437 @@
+"""libcrnnocr from C (issue 4): header, install, clients, error paths, threads, memory.
+
+Real compiles (-std=c99 -Wall -Wextra -Werror -pedantic, and g++ for the header), programs linked
+through the installed crnnocr.pc, run with no CRNNOCR_*/PYTHON* variables set, and compared with the
+Python engine in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ocr_core import Engine, EngineConfig, ErrorCode, RecognizeOptions, __version__
+from ocr_core.config import DEFAULT_PACK
+from ocr_core.models import installed_packs
+
+ROOT = Path(__file__).resolve().parent.parent
+C_CLIENT = ROOT / "c_client"
+HEADER = ROOT / "bindings" / "crnnocr.h"
+C99 = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+EVAL = Path(os.environ.get("CRNNOCR_EVAL") or ROOT.parent / "shared" / "eval")
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+LINE_IMAGES = ("sroie_lines_en/images/sroie_040_l1.png", "sroie_lines_en/images/sroie_040_l2.png")
+PAGE_IMAGE = "en_screenshots/images/easydict_ocr-en-text-5.png"
+RUN_TIMEOUT_S = 300
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without anything that could help the library find Python."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CRNNOCR_", "PYTHON", "LD_")) and k != "VIRTUAL_ENV"
+    }
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str | Path], *, env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, env=env or clean_env(), timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"{cmd} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def records(stdout: str, kind: str) -> list[list[str]]:
+    """test_api's tab-separated records of one kind."""
+    return [line.split("\t")[1:] for line in stdout.splitlines() if line.split("\t")[0] == kind]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR claiming width x height, then IEND: a pixel bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@dataclass(frozen=True)
+class Install:
+    prefix: Path
+    work: Path  # scratch directory for programs and inputs
+    flags: list[str]  # pkg-config --cflags --libs crnnocr
+
+    @property
+    def runtime(self) -> Path:
+        return self.prefix / "lib" / "crnnocr"
+
+    def program(self, name: str) -> Path:
+        return self.work / name
+
+
+def _make(*args: str, **vars_: Path | str) -> None:
+    run(["make", "--no-print-directory", "-C", ROOT, "-f", "mk/lib.mk", *args,
+         f"PY={sys.executable}", *(f"{k}={v}" for k, v in vars_.items())], env=clean_env())
+
+
+@pytest.fixture(scope="module")
+def install() -> Iterator[Install]:
+    """`make install PREFIX=<temp>` of a fresh build; the C programs compiled through crnnocr.pc."""
+    if DEFAULT_PACK not in installed_packs(ROOT / "models"):
+        pytest.skip(f"model pack {DEFAULT_PACK} is not installed: run `make models` (C library tests need it)")
+    with tempfile.TemporaryDirectory(prefix="crnnocr-c-") as tmp:
+        base = Path(tmp)
+        prefix, work = base / "prefix", base / "work"
+        work.mkdir()
+        _make("install", BUILD=base / "build", PREFIX=prefix)
+        pc_env = clean_env(PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
+        flags = run(["pkg-config", "--cflags", "--libs", "crnnocr"], env=pc_env).stdout.split()
+        for name in ("ocr_file", "test_api", "example"):
+            run(["cc", *C99, "-O1", C_CLIENT / f"{name}.c", *flags, "-o", work / name])
+        run(["cc", *C99, "-O1", "-pthread", C_CLIENT / "bench_calls.c", *flags, "-o", work / "bench_calls"])
+        yield Install(prefix=prefix, work=work, flags=flags)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine.load(EngineConfig())
+
+
+def eval_image(relative: str) -> Path:
+    path = EVAL / relative
+    if not path.is_file():
+        pytest.skip(f"SKIPPED LOUDLY: eval image {path} missing (set CRNNOCR_EVAL to ../shared/eval)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered_png(install: Install) -> tuple[Path, str]:
+    """A two-line page drawn with DejaVu Sans, and the text drawn."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not FONT.is_file():
+        pytest.skip(f"{FONT} missing (Debian fonts-dejavu-core)")
+    text = "Invoice 2026-11 total 42.50\nShipped to Berlin by rail"
+    font = ImageFont.truetype(str(FONT), 32)
+    image = Image.new("RGB", (720, 160), "white")
+    ImageDraw.Draw(image).multiline_text((24, 28), text, fill="black", font=font, spacing=24)
+    path = install.work / "rendered.png"
+    image.save(path)
+    return path, text
+
+
+# ---- the header: the manual, kept in step with the core ---------------------------------------
+
+
+def test_header_error_codes_match_the_core_error_codes() -> None:
+    header = HEADER.read_text(encoding="utf-8")
+    numbers = {m[1]: int(m[2]) for m in re.finditer(r"^\s*OCR_(OK|E_\w+)\s*=\s*(\d+)", header, re.MULTILINE)}
+    assert numbers.pop("OK") == 0
+    assert numbers == {f"E_{code.name}": code.number for code in ErrorCode}
+
+
+def test_header_version_is_the_core_version() -> None:
+    header = HEADER.read_text(encoding="utf-8")
+    macros = dict(re.findall(r"^#define (CRNNOCR_VERSION\w*) (\S+)", header, re.MULTILINE))
+    major, minor, patch = (int(p) for p in __version__.split("."))
+    assert macros["CRNNOCR_VERSION"] == f'"{__version__}"'
+    assert (int(macros["CRNNOCR_VERSION_MAJOR"]), int(macros["CRNNOCR_VERSION_MINOR"]),
+            int(macros["CRNNOCR_VERSION_PATCH"])) == (major, minor, patch)
+    assert int(macros["CRNNOCR_VERSION_NUMBER"]) == major * 10000 + minor * 100 + patch
+
+
+def test_every_header_function_is_documented_and_exported(install: Install) -> None:
+    lines = HEADER.read_text(encoding="utf-8").splitlines()
+    declaration = re.compile(r"^[a-z][\w ]*?\**\b(ocr_\w+)\(")
+    declared = [m[1] for m in map(declaration.match, lines) if m]
+    assert len(declared) == len(set(declared)) >= 20
+    for i, line in enumerate(lines):
+        if declaration.match(line):  # the comment above it, or above its group of declarations
+            above = next(t for t in reversed(lines[:i]) if t.strip() and not declaration.match(t))
+            assert above.rstrip().endswith("*/"), line
+    lib = install.prefix / "lib" / "libcrnnocr.so.0"
+    exported = run(["nm", "-D", "--defined-only", lib]).stdout.split()[2::3]
+    assert sorted(exported) == sorted(declared)
+
+
+def test_header_compiles_as_cxx_and_links(install: Install) -> None:
+    source = install.work / "header_test.cpp"
+    source.write_text(
+        '#include <crnnocr.h>\n#include <cstdio>\n'
+        "int main() { ocr_options o; ocr_options_init(&o);\n"
+        '  std::printf("%s %d\\n", ocr_version(), static_cast<int>(o.mode)); return OCR_OK; }\n'
+    )
+    run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-pedantic", source, *install.flags,
+         "-o", install.work / "header_test"])
+    assert run([install.work / "header_test"]).stdout == f"{__version__} 0\n"
+
+
+def test_static_api_needs_no_python(install: Install) -> None:
+    out = run([install.program("test_api"), "static"]).stdout
+    major, minor, patch = (int(p) for p in __version__.split("."))
+    assert records(out, "version") == [[__version__, __version__, str(major * 10000 + minor * 100 + patch)]]
+    summaries = {int(n): text for n, text in records(out, "strerror")}
+    assert summaries[0] == "no error"
+    assert summaries[-1] == summaries[len(ErrorCode) + 1] == "unknown error code"
+    assert all(summaries[code.number] == code.summary for code in ErrorCode)
+    assert records(out, "options") == [["1", "-1", "0", "0.50", "1"]]
+    assert records(out, "null-safe") == [["0", "1"]]
+
+
+# ---- install -------------------------------------------------------------------------------------
+
+
+def test_install_is_self_contained(install: Install) -> None:
+    pc = (install.prefix / "lib" / "pkgconfig" / "crnnocr.pc").read_text()
+    assert f"Version: {__version__}" in pc
+    assert str(ROOT) not in pc
+    assert f"-Wl,-rpath,{install.prefix / 'lib'}" in install.flags
+    for part in ("ocr_core/engine.py", "models/manifest.json", f"models/{DEFAULT_PACK}", "venv/pyvenv.cfg"):
+        assert (install.runtime / part).exists(), part
+    assert not any(p.is_symlink() for p in install.runtime.iterdir())
+    assert (install.prefix / "include" / "crnnocr.h").read_bytes() == HEADER.read_bytes()
+
+
+def test_destdir_stages_a_tree_that_still_works_when_moved(install: Install) -> None:
+    with tempfile.TemporaryDirectory(prefix="crnnocr-stage-") as tmp:
+        stage = Path(tmp)
+        _make("install", BUILD=install.work.parent / "build", PREFIX="/opt/crnnocr-test", DESTDIR=stage)
+        root = stage / "opt" / "crnnocr-test"
+        pc = (root / "lib" / "pkgconfig" / "crnnocr.pc").read_text()
+        assert "libdir=/opt/crnnocr-test/lib" in pc and str(stage) not in pc
+        # Nothing absolute is baked in: the staged library finds its runtime next to itself.
+        program = stage / "test_api"
+        run(["cc", *C99, C_CLIENT / "test_api.c", f"-I{root / 'include'}", f"-L{root / 'lib'}",
+             f"-Wl,-rpath,{root / 'lib'}", "-lcrnnocr", "-o", program])
+        out = run([program, "maps", eval_image(LINE_IMAGES[0])]).stdout
+        assert records(out, "call")[0][1] == "0"
+        assert all(path.startswith(str(root)) for (path,) in records(out, "mapped") if "_cffi" in path)
+
+
+# ---- the Python environment the library runs ------------------------------------------------------
+
+
+def test_cffi_backend_is_the_installed_venvs(install: Install) -> None:
+    out = run([install.program("test_api"), "maps", eval_image(LINE_IMAGES[0])]).stdout
+    backends = {path.strip() for (path,) in records(out, "mapped") if "_cffi_backend" in path}
+    assert backends and all(b.startswith(str(install.runtime / "venv")) for b in backends), backends
+
+
+def test_runs_without_debians_python_packages(install: Install) -> None:
+    """Debian's python3-cffi-backend (1.15, not the venv's cffi) hidden: the library must not need it."""
+    dist_packages = Path("/usr/lib/python3/dist-packages")
+    script = f"mount -t tmpfs none {dist_packages} && exec {install.program('test_api')} maps {{image}}"
+    probe = run(["unshare", "--mount", "sh", "-c", f"mount -t tmpfs none {dist_packages}"], check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot hide {dist_packages} in a mount namespace: {probe.stderr.strip()}")
+    out = run(["unshare", "--mount", "sh", "-c", script.format(image=eval_image(LINE_IMAGES[0]))]).stdout
+    assert records(out, "call")[0][1] == "0", out
+
+
+def test_missing_runtime_is_an_error_with_a_remedy(install: Install, tmp_path: Path) -> None:
+    image = eval_image(LINE_IMAGES[0])
+    out = run([install.program("test_api"), "inputs", image], env=clean_env(CRNNOCR_VENV="/nonexistent/venv")).stdout
+    for _name, code, message, _text in (c for c in records(out, "call") if c[0] == "good"):
+        assert code == str(ErrorCode.MODEL_UNAVAILABLE.number)
+        assert "/nonexistent/venv" in message and "CRNNOCR_VENV" in message
+    env = clean_env(CRNNOCR_HOME=str(tmp_path), CRNNOCR_VENV=str(install.runtime / "venv"))
+    out = run([install.program("test_api"), "inputs", image], env=env).stdout
+    _name, code, message, _text = records(out, "call")[1]
+    assert code == str(ErrorCode.MODEL_UNAVAILABLE.number)
+    assert "cannot import ocr_core" in message and "CRNNOCR_HOME" in message
+
+
+def test_crnnocr_home_may_name_a_checkout(install: Install) -> None:
+    out = run([install.program("test_api"), "maps", eval_image(LINE_IMAGES[0])],
+              env=clean_env(CRNNOCR_HOME=str(ROOT))).stdout
+    assert records(out, "call")[0][1] == "0"
+    assert any(p.startswith(str(ROOT / ".venv")) for (p,) in records(out, "mapped") if "_cffi" in p)
+
+
+# ---- results equal the Python engine's ------------------------------------------------------------
+
+
+def test_ocr_file_matches_the_python_engine_on_eval_images(install: Install, engine: Engine) -> None:
+    lines = [eval_image(p) for p in LINE_IMAGES]
+    page = eval_image(PAGE_IMAGE)
+    out = run([install.program("ocr_file"), "--json", "--line", *lines]).stdout.splitlines()
+    for path, document in zip(lines, out, strict=True):
+        want = engine.recognize(path.read_bytes(), RecognizeOptions(mode="line")).to_dict()
+        got = json.loads(document)
+        assert got["text"] == want["text"] and got["text"]
+        assert [line["box"] for line in got["lines"]] == [line["box"] for line in want["lines"]]
+    want_page = engine.recognize(page.read_bytes()).text
+    assert run([install.program("ocr_file"), page]).stdout == want_page + "\n"
+    assert len(want_page.splitlines()) >= 5
+
+
+def test_ocr_file_matches_the_python_engine_on_a_rendered_page(
+    install: Install, engine: Engine, rendered_png: tuple[Path, str]
+) -> None:
+    path, drawn = rendered_png
+    want = engine.recognize(path.read_bytes()).text
+    assert run([install.program("ocr_file"), path]).stdout == want + "\n"
+    assert want.replace(" ", "") == drawn.replace(" ", "")
+
+
+def test_engine_api_results_match_the_python_engine(install: Install, engine: Engine) -> None:
+    image = eval_image(LINE_IMAGES[0])
+    out = run([install.program("test_api"), "engine", image]).stdout
+    assert "inconsistent" not in out
+    want = engine.recognize(image.read_bytes())
+    assert records(out, "result") == [[str(len(want.lines)), str(want.width), str(want.height)]]
+    for (code, score, box, text), line in zip(records(out, "line"), want.lines, strict=True):
+        assert code == "0" and text == line.text
+        assert float(score) == pytest.approx(line.score, abs=1e-3)
+        assert [float(v) for v in box.split(",")] == pytest.approx([v for p in line.box for v in p], abs=0.1)
+    assert records(out, "out_of_range") == [["1", "-1.0", str(ErrorCode.BAD_REQUEST.number)]]
+    assert records(out, "text") == [[want.text]]
+    document = json.loads(records(out, "json")[0][0])
+    expected = want.to_dict()
+    assert document.keys() == expected.keys()
+    assert {k: v for k, v in document.items() if k != "timing_ms"} == {
+        k: v for k, v in expected.items() if k != "timing_ms"
+    }
+    assert records(out, "recognize")[-1] == [
+        "line", "0", engine.recognize(image.read_bytes(), RecognizeOptions(mode="line", min_score=0)).text
+    ]
+
+
+# ---- errors ------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_fail_with_the_right_code_and_the_next_call_works(install: Install) -> None:
+    good = eval_image(LINE_IMAGES[0])
+    cases = {
+        "random.bin": (os.urandom(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE, "not a JPEG, PNG"),
+        "truncated.png": (good.read_bytes()[:200], ErrorCode.DECODE_FAILED, "truncated"),
+        "bomb.png": (png_header_only(30000, 30000), ErrorCode.IMAGE_TOO_LARGE, "pixels"),
+    }
+    for name, (data, _code, _text) in cases.items():
+        (install.work / name).write_bytes(data)
+    out = run([install.program("test_api"), "inputs", good, *(install.work / n for n in cases)]).stdout
+    assert "inconsistent" not in out
+    calls = records(out, "call")
+    want = [("null", ErrorCode.BAD_REQUEST, "NULL"), ("empty", ErrorCode.BAD_REQUEST, "0 bytes")]
+    want += [(str(install.work / n), code, text) for n, (_d, code, text) in cases.items()]
+    failures = [c for c in calls if c[0] != "good"]
+    assert len(failures) == len(want)
+    for (name, code, message, text), (want_name, want_code, want_text) in zip(failures, want, strict=True):
+        assert (name, int(code), text) == (want_name, want_code.number, "(null)")
+        assert want_text in message, message
+    goods = [c for c in calls if c[0] == "good"]
+    assert len(goods) == len(want)
+    assert all(code == "0" and message == "" and text == "BIZDATE:12/03/2018" for _n, code, message, text in goods)
+
+
+def test_byte_limit_from_the_environment(install: Install) -> None:
+    image = eval_image(LINE_IMAGES[0])
+    out = run([install.program("test_api"), "inputs", image], env=clean_env(CRNNOCR_MAX_BYTES="100")).stdout
+    _name, code, message, _text = records(out, "call")[1]
+    assert int(code) == ErrorCode.PAYLOAD_TOO_LARGE.number and "limit" in message
+
+
+def test_bad_engine_options_are_refused(install: Install) -> None:
+    out = run([install.program("test_api"), "engine", eval_image(LINE_IMAGES[0])]).stdout
+    engines = {name: (int(code), message) for name, code, message in records(out, "engine")}
+    assert engines["missing_model_dir"][0] == ErrorCode.MODEL_UNAVAILABLE.number
+    assert "/nonexistent/crnnocr-models" in engines["missing_model_dir"][1]
+    assert engines["unknown_pack"][0] == ErrorCode.MODEL_UNAVAILABLE.number
+    assert "no-such-pack" in engines["unknown_pack"][1]
+    for name in ("bad_threads", "bad_min_score", "uninitialised_options", "null_out"):
+        assert engines[name][0] == ErrorCode.BAD_REQUEST.number and engines[name][1], name
+    assert engines["defaults"] == (0, "")
+    recognize = {name: rest for name, *rest in records(out, "recognize")}
+    for name in ("null_bytes", "null_engine", "bad_mode"):
+        assert recognize[name] == [str(ErrorCode.BAD_REQUEST.number), "1"], name
+    assert recognize["bad_min_score"][0] == str(ErrorCode.BAD_REQUEST.number)
+
+
+def test_ocr_file_exit_status(install: Install) -> None:
+    ocr_file = install.program("ocr_file")
+    assert run([ocr_file], check=False).returncode == 64
+    assert run([ocr_file, install.work / "no-such-file.png"], check=False).returncode == 66
+    (install.work / "junk.bin").write_bytes(b"not an image at all")
+    result = run([ocr_file, install.work / "junk.bin"], check=False)
+    assert result.returncode == ErrorCode.UNSUPPORTED_MEDIA_TYPE.number
+    assert "junk.bin" in result.stderr
+
+
+def test_readme_example(install: Install) -> None:
+    example = install.program("example")
+    assert run([example, eval_image(LINE_IMAGES[0])]).stdout == "BIZDATE:12/03/2018\n"
+    failed = run([example], check=False)
+    assert failed.returncode == 1 and "ocr failed (1)" in failed.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").is_file() else ""
+    if "ocr_recognize(image, len)" in readme:  # the README shows this very program
+        assert (C_CLIENT / "example.c").read_text(encoding="utf-8") in readme
+
+
+# ---- threads -----------------------------------------------------------------------------------------
+
+
+def _bench(install: Install, *args: str | Path) -> dict:
+    result = run([install.program("bench_calls"), *args], check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_eight_threads_share_one_engine(install: Install, engine: Engine) -> None:
+    image = eval_image(LINE_IMAGES[1])
+    expect = install.work / "expect-line.txt"
+    expect.write_text(engine.recognize(image.read_bytes(), RecognizeOptions(mode="line")).text)
+    report = _bench(install, "--mode", "line", "--threads", "8", "--calls", "20", "--ort-threads", "1",
+                    "--expect", expect, image)
+    assert (report["errors"], report["mismatches"], report["threads"]) == (0, 0, 8)
+
+
+def test_eight_threads_first_call_at_once_through_ocr_recognize(install: Install, engine: Engine) -> None:
+    image = eval_image(LINE_IMAGES[0])
+    expect = install.work / "expect-page.txt"
+    expect.write_text(engine.recognize(image.read_bytes()).text)
+    report = _bench(install, "--api", "simple", "--threads", "8", "--warmup", "0", "--calls", "20",
+                    "--ort-threads", "1", "--expect", expect, image)
+    assert (report["errors"], report["mismatches"]) == (0, 0)
+
+
+# ---- memory ------------------------------------------------------------------------------------------
+
+
+def test_rss_stays_flat_over_many_calls(install: Install) -> None:
+    """300 calls after warm-up; `make bench` runs 2000. The bound is generous: allocator noise only."""
+    report = _bench(install, "--mode", "line", "--calls", "300", "--ort-threads", "1",
+                    eval_image(LINE_IMAGES[0]))
+    growth_kb = report["rss_kb_after"] - report["rss_kb_before"]
+    print(f"RSS growth over 300 line calls: {growth_kb} KiB")
+    assert growth_kb < 16 * 1024, report
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind missing (Debian package valgrind)")
+def test_valgrind_ocr_file(install: Install) -> None:
+    """No invalid access anywhere, no definitely-lost block; suppressions: c_client/valgrind.supp."""
+    log = install.work / "valgrind.log"
+    run(["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite", "--undef-value-errors=no",
+         f"--suppressions={C_CLIENT / 'valgrind.supp'}", "--error-exitcode=99", f"--log-file={log}",
+         install.program("ocr_file"), "--line", *(eval_image(p) for p in LINE_IMAGES)], timeout=600)
+    text = log.read_text()
+    assert "ERROR SUMMARY: 0 errors" in text, text[-4000:]
+    assert re.search(r"definitely lost: 0 bytes", text), text[-4000:]
