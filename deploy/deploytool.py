@@ -24,6 +24,7 @@ import os
 import pwd
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,26 @@ def _install_cgi(source: Path, target: Path, python: Path) -> None:
     target.chmod(0o755)
 
 
+# Run by the installed tree's own Python, so the cache matches the ONNX Runtime the CGI will use.
+_OPTIMIZE = """
+import sys
+from pathlib import Path
+root = Path(sys.argv[1])
+sys.path.insert(0, str(root))
+from ocr_core.models import installed_packs, pack_spec
+from ocr_core.sessions import build_optimized_cache
+for name in installed_packs(root / "models"):
+    build_optimized_cache(root / "models", pack_spec(root / "models", name))
+"""
+
+
+def _ensure_optimized_models(root: Path) -> None:
+    """Pre-optimised graphs for every installed pack: the server's user cannot write them later,
+    and without them every CGI hit would optimise the graphs again."""
+    subprocess.run([str(root / "venv" / "bin" / "python"), "-I", "-c", _OPTIMIZE, str(root)], check=True,
+                   env={**os.environ, "ORT_DISABLE_TELEMETRY": "1"})
+
+
 def _make_world_readable(root: Path) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
@@ -118,6 +139,7 @@ def install(prefix: Path, *, destdir: Path | None = None, checkout: Path = CHECK
     for kind in KINDS:
         shutil.copy2(DEPLOY_DIR / f"{kind}.conf", root / "etc" / f"{kind}.conf.in")
     _copy_venv(venv, root / "venv")
+    _ensure_optimized_models(root)
     # Bytecode now, as root: the server's user could not write __pycache__ and would recompile
     # on every hit.
     for name in ("ocr_core", "ocr_http"):
