@@ -266,7 +266,7 @@ int main(int argc, char **argv)
     struct url u;
     const char *type = "application/octet-stream", *url_arg, *image_path;
     double connect_timeout = 5, timeout = 60;
-    int multipart = 0, ipv6, i, fd, rc, http_status;
+    int multipart = 0, ipv6, i, fd, rc, received, http_status;
     char boundary[64], content_type[256], head[4096], part_head[1024], part_tail[128];
     char *response, *body;
     size_t response_len;
@@ -355,11 +355,10 @@ int main(int argc, char **argv)
     /* Even if sending failed, the server may have answered (say, 413 before reading the body). */
     if (rc == EXIT_NETWORK)
         shutdown(fd, SHUT_WR);
-    if (receive_all(fd, &response, &response_len) != 0) {
-        close(fd);
-        return rc ? rc : EXIT_NETWORK;
-    }
+    received = receive_all(fd, &response, &response_len);
     close(fd);
+    if (received != 0)
+        return rc ? rc : received;
 
     body = strstr(response, "\r\n\r\n");
     if (sscanf(response, "HTTP/%*d.%*d %d", &http_status) != 1 || !body) {
