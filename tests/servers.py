@@ -69,6 +69,18 @@ def _world_traversable_tempdir(prefix: str) -> Path:
     return path
 
 
+def missing_models() -> str | None:
+    """Why the checkout cannot serve OCR (its default model pack is not installed), or None."""
+    sys.path.insert(0, str(CHECKOUT))
+    from ocr_core.config import EngineConfig
+    from ocr_core.models import installed_packs
+
+    config = EngineConfig.from_env()
+    if config.pack in installed_packs(config.model_dir):
+        return None
+    return f"MODEL PACK {config.pack} IS NOT INSTALLED in {config.model_dir}: run `make models`"
+
+
 @contextlib.contextmanager
 def installed_tree() -> Iterator[Path]:
     """``make deploy`` into a fresh temp dir; yields the install prefix."""

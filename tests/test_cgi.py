@@ -12,7 +12,6 @@ import base64
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from tests.servers import (
-    CHECKOUT,
     EVAL_DIR,
     Reply,
     Sample,
@@ -30,6 +28,7 @@ from tests.servers import (
     eval_samples,
     installed_tree,
     load_score,
+    missing_models,
     multipart,
     png_header_only,
     render_text,
@@ -44,19 +43,10 @@ RENDERED_TEXT = "Invoice 2026: total 42.50 EUR"
 RENDERED_CER_MAX = 0.1
 
 
-def _require_models() -> None:
-    sys.path.insert(0, str(CHECKOUT))
-    from ocr_core.config import EngineConfig
-    from ocr_core.models import installed_packs
-
-    config = EngineConfig.from_env()
-    if config.pack not in installed_packs(config.model_dir):
-        pytest.skip(f"MODEL PACK {config.pack} NOT INSTALLED in {config.model_dir}: run `make models`")
-
-
 @pytest.fixture(scope="module")
 def prefix() -> Iterator[Path]:
-    _require_models()
+    if reason := missing_models():
+        pytest.skip(reason)
     with installed_tree() as path:
         yield path
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import CHECKOUT, Server, cer, installed_tree, render_text, running_server
+from tests.servers import CHECKOUT, Server, cer, installed_tree, missing_models, render_text, running_server
 
 README = Path(os.environ.get("CRNNOCR_README") or CHECKOUT / "README.md")
 START, END = "<!-- cgi-examples:start -->", "<!-- cgi-examples:end -->"
@@ -59,6 +59,8 @@ def _simple(text: str) -> str:
 def server() -> Iterator[Server]:
     if not shutil.which("lighttpd") or not shutil.which("curl"):
         pytest.skip("LIGHTTPD OR CURL IS NOT INSTALLED: `make setup` installs them")
+    if reason := missing_models():
+        pytest.skip(reason)
     with installed_tree() as prefix, running_server("lighttpd", prefix) as srv:
         yield srv
 

@@ -28,6 +28,7 @@ from tests.servers import (
     eval_samples,
     installed_tree,
     load_score,
+    missing_models,
     render_text,
     running_server,
 )
@@ -85,6 +86,8 @@ class DevTools:
 def server() -> Iterator[Server]:
     if not shutil.which("lighttpd"):
         pytest.skip("LIGHTTPD IS NOT INSTALLED: `make setup` installs it")
+    if reason := missing_models():
+        pytest.skip(reason)
     with installed_tree() as prefix, running_server("lighttpd", prefix) as srv:
         yield srv
 
