@@ -64,12 +64,14 @@ def run_job(job: dict[str, Any], recognize: Recognize, name: str) -> None:
         if images:
             _timed(recognize, blobs[0], Path(images[0]["path"]), task["mode"])
         predictions = []
-        for item, data in zip(images, blobs):
+        for item, data in zip(images, blobs, strict=True):
             text, ms, error = _timed(recognize, data, Path(item["path"]), task["mode"])
             predictions.append(Prediction(item["image"], text, ms, error))
         write_predictions(Path(task["out"]), predictions)
         errors = sum(p.error is not None for p in predictions)
-        print(f"[{name}] {task['id']}: {len(predictions)} images, {errors} errors", file=sys.stderr, flush=True)
+        print(
+            f"[{name}] {task['id']}: {len(predictions)} images, {errors} errors", file=sys.stderr, flush=True
+        )
 
 
 def main(make_recognize: Callable[[dict[str, Any]], Recognize], name: str) -> None:

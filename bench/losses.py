@@ -44,8 +44,9 @@ def _texts(pred_path: Path) -> dict[str, str]:
         return {p["image"]: p["text"] for p in map(json.loads, fh)}
 
 
-def worst_losses(score: ModuleType, records: tuple[dict[str, Any], ...], ours_pred: Path, peer_pred: Path,
-                 limit: int = 5) -> list[Loss]:
+def worst_losses(
+    score: ModuleType, records: tuple[dict[str, Any], ...], ours_pred: Path, peer_pred: Path, limit: int = 5
+) -> list[Loss]:
     """The ``limit`` images on which crnnocr makes the most edits more than the peer."""
     ours, peer = _texts(ours_pred), _texts(peer_pred)
     losses = []
@@ -54,8 +55,15 @@ def worst_losses(score: ModuleType, records: tuple[dict[str, Any], ...], ours_pr
         ref = score.norm(record["text"], lang)
         hyp_ours = score.norm(ours.get(record["image"], ""), lang)
         hyp_peer = score.norm(peer.get(record["image"], ""), lang)
-        loss = Loss(record["image"], len(ref), Levenshtein.distance(ref, hyp_ours), Levenshtein.distance(ref, hyp_peer),
-                    ref, hyp_ours, hyp_peer)
+        loss = Loss(
+            record["image"],
+            len(ref),
+            Levenshtein.distance(ref, hyp_ours),
+            Levenshtein.distance(ref, hyp_peer),
+            ref,
+            hyp_ours,
+            hyp_peer,
+        )
         if loss.extra_edits > 0:
             losses.append(loss)
     return sorted(losses, key=lambda x: -x.extra_edits)[:limit]
@@ -67,9 +75,11 @@ def diff_snippet(ref: str, hyp: str, context: int = 6, max_ops: int = 6) -> str:
     for op in Levenshtein.opcodes(ref, hyp):
         if op.tag == "equal":
             continue
-        before = ref[max(0, op.src_start - context):op.src_start]
-        after = ref[op.src_end:op.src_end + context]
-        parts.append(f"…{before}[{ref[op.src_start:op.src_end]}→{hyp[op.dest_start:op.dest_end]}]{after}…")
+        before = ref[max(0, op.src_start - context) : op.src_start]
+        after = ref[op.src_end : op.src_end + context]
+        parts.append(
+            f"…{before}[{ref[op.src_start : op.src_end]}→{hyp[op.dest_start : op.dest_end]}]{after}…"
+        )
         if len(parts) == max_ops:
             parts.append("…")
             break

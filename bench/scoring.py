@@ -28,13 +28,19 @@ class Score:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Score:
-        return cls(data["images"], data["missing"], data["CER"], data["bagF1"], data["exact"], data["median_ms"])
+        return cls(
+            data["images"], data["missing"], data["CER"], data["bagF1"], data["exact"], data["median_ms"]
+        )
 
 
 def score_file(score_py: Path, set_dir: Path, pred_path: Path) -> Score:
     """Run ``score_py`` on a whole set folder and parse its ``--json`` line."""
-    proc = subprocess.run([sys.executable, str(score_py), str(set_dir), str(pred_path), "--json"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(score_py), str(set_dir), str(pred_path), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{score_py} failed on {pred_path}: {proc.stderr.strip()[-500:]}")
     return Score.from_json(json.loads(proc.stdout.strip().splitlines()[-1]))

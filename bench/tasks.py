@@ -44,12 +44,24 @@ class Task:
 KNOWN_TASKS: tuple[Task, ...] = (
     Task("sroie_lines_en", "line", target_cer=0.015, peer_cer=0.015),
     # RapidOCR upscales each crop to a 736 px short side before detection: 4-12 s per 25 px crop here.
-    Task("sroie_lines_en", "page", label="sroie_lines_en (page, tight crops)", target_cer=0.03, peer_cer=0.307,
-         note="line crops cut to the box with no margin, read in page mode", cap=40),
+    Task(
+        "sroie_lines_en",
+        "page",
+        label="sroie_lines_en (page, tight crops)",
+        target_cer=0.03,
+        peer_cer=0.307,
+        note="line crops cut to the box with no margin, read in page mode",
+        cap=40,
+    ),
     Task("synth_zh_dev", "line", kind="line", label="synth_zh_dev lines", target_cer=0.027, peer_cer=0.027),
     Task("synth_zh_dev", "page", kind="page", label="synth_zh_dev pages", target_cer=0.147, peer_cer=0.147),
-    Task("zh_screenshots", "page", target_cer=0.10, peer_cer=0.213,
-         note="all images in page mode, including the one single-line image"),
+    Task(
+        "zh_screenshots",
+        "page",
+        target_cer=0.10,
+        peer_cer=0.213,
+        note="all images in page mode, including the one single-line image",
+    ),
     Task("sroie_receipts_en", "page", target_cer=0.074, peer_cer=0.074),
     Task("funsd_forms_en", "page", target_cer=0.157, peer_cer=0.157),
     Task("en_screenshots", "page", target_cer=0.016, peer_cer=0.005),
@@ -80,7 +92,9 @@ def discover(eval_dir: Path, max_images: int = 0, seed: int = 0, caps: bool = Tr
 
 
 def _load(task: Task, eval_dir: Path, max_images: int, seed: int) -> Task:
-    records = [r for r in read_labels(eval_dir / task.set_name) if task.kind is None or r["kind"] == task.kind]
+    records = [
+        r for r in read_labels(eval_dir / task.set_name) if task.kind is None or r["kind"] == task.kind
+    ]
     subsampled_from = None
     if 0 < max_images < len(records):
         keep = set(random.Random(f"{seed}:{task.id}").sample(range(len(records)), max_images))

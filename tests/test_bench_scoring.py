@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL = Path(os.environ.get("CRNNOCR_EVAL", ROOT.parent / "shared" / "eval"))
 SCORE_PY = EVAL / "score.py"
 
-pytestmark = pytest.mark.skipif(not SCORE_PY.is_file(),
-                                reason=f"SKIPPED LOUDLY: reference scorer {SCORE_PY} missing (set CRNNOCR_EVAL)")
+pytestmark = pytest.mark.skipif(
+    not SCORE_PY.is_file(), reason=f"SKIPPED LOUDLY: reference scorer {SCORE_PY} missing (set CRNNOCR_EVAL)"
+)
 
 LABELS = [
     {"image": "images/a.png", "kind": "line", "lang": "en", "text": "HELLO WORLD"},
@@ -46,8 +47,12 @@ def _write_set(folder: Path, labels: list[dict]) -> Path:
 
 
 def _reference(set_dir: Path, pred: Path) -> dict:
-    out = subprocess.run([sys.executable, str(SCORE_PY), str(set_dir), str(pred), "--json"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(SCORE_PY), str(set_dir), str(pred), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 

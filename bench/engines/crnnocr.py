@@ -11,7 +11,9 @@ from bench.harness import Recognize, main
 def make_recognize(options: dict[str, Any]) -> Recognize:
     from ocr_core import Engine, EngineConfig, RecognizeOptions
 
-    engine = Engine.load(EngineConfig.from_env(pack=options.get("pack"), threads=int(options.get("threads", 0))))
+    engine = Engine.load(
+        EngineConfig.from_env(pack=options.get("pack"), threads=int(options.get("threads", 0)))
+    )
     by_mode = {mode: RecognizeOptions(mode=mode) for mode in ("line", "page")}
 
     def recognize(data: bytes, path: Path, mode: str) -> str:

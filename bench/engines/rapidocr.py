@@ -19,8 +19,9 @@ from bench.harness import Recognize, main
 def _v3(threads: int) -> Recognize:
     from rapidocr import RapidOCR
 
-    engine = RapidOCR(params={"Global.log_level": "error",
-                              "EngineConfig.onnxruntime.intra_op_num_threads": threads})
+    engine = RapidOCR(
+        params={"Global.log_level": "error", "EngineConfig.onnxruntime.intra_op_num_threads": threads}
+    )
 
     def recognize(data: bytes, path: Path, mode: str) -> str:
         # Call flags are sticky in rapidocr 3 (they update the engine), so pass all of them every time.

@@ -38,17 +38,26 @@ class EngineSpec:
         if self.module == "bench.engines.tesseract":
             if shutil.which("tesseract") is None:
                 return f"tesseract not installed ({self.install_hint})"
-            langs = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, check=False).stdout
+            langs = subprocess.run(
+                ["tesseract", "--list-langs"], capture_output=True, text=True, check=False
+            ).stdout
             missing = [lang for lang in self.options["langs"].split("+") if lang not in langs.split()]
             if missing:
                 return f"tesseract languages missing: {', '.join(missing)} ({self.install_hint})"
         return None
 
     def _engine_load_error(self) -> str | None:
-        code = ("import sys\nfrom ocr_core import Engine, EngineConfig\n"
-                "Engine.load(EngineConfig.from_env(pack=sys.argv[1]))")
-        proc = subprocess.run([str(self.python), "-c", code, self.options["pack"]], cwd=ROOT,
-                              capture_output=True, text=True, check=False)
+        code = (
+            "import sys\nfrom ocr_core import Engine, EngineConfig\n"
+            "Engine.load(EngineConfig.from_env(pack=sys.argv[1]))"
+        )
+        proc = subprocess.run(
+            [str(self.python), "-c", code, self.options["pack"]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode == 0:
             return None
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -62,22 +71,50 @@ class EngineSpec:
             code = "import ocr_core; print(ocr_core.__version__)"
         else:
             code = f"import importlib.metadata as m; print(m.version({self.version_of!r}))"
-        out = subprocess.run([str(self.python), "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
+        out = subprocess.run(
+            [str(self.python), "-c", code], capture_output=True, text=True, check=False, cwd=ROOT
+        )
         return out.stdout.strip() or "?"
 
 
 def crnnocr(pack: str) -> EngineSpec:
-    return EngineSpec(f"crnnocr-{pack}", f"crnnocr {pack}", Path(sys.executable), "bench.engines.crnnocr",
-                      {"pack": pack, "threads": ONNX_THREADS}, install_hint=f"make models PACK={pack}", is_ours=True)
+    return EngineSpec(
+        f"crnnocr-{pack}",
+        f"crnnocr {pack}",
+        Path(sys.executable),
+        "bench.engines.crnnocr",
+        {"pack": pack, "threads": ONNX_THREADS},
+        install_hint=f"make models PACK={pack}",
+        is_ours=True,
+    )
 
 
 def peers() -> list[EngineSpec]:
     return [
-        EngineSpec("rapidocr-v6", "RapidOCR (PP-OCRv6-small)", BENCH_VENV / "v6/bin/python", "bench.engines.rapidocr",
-                   {"package": "rapidocr", "threads": ONNX_THREADS}, "rapidocr", "make bench-venv"),
-        EngineSpec("rapidocr-v4", "rapidocr-onnxruntime (PP-OCRv4)", BENCH_VENV / "v4/bin/python",
-                   "bench.engines.rapidocr", {"package": "rapidocr_onnxruntime", "threads": ONNX_THREADS},
-                   "rapidocr-onnxruntime", "make bench-venv"),
-        EngineSpec("tesseract", "Tesseract (chi_sim+eng, 1 thread)", Path(sys.executable), "bench.engines.tesseract",
-                   {"langs": "chi_sim+eng"}, install_hint="apt-get install tesseract-ocr tesseract-ocr-chi-sim"),
+        EngineSpec(
+            "rapidocr-v6",
+            "RapidOCR (PP-OCRv6-small)",
+            BENCH_VENV / "v6/bin/python",
+            "bench.engines.rapidocr",
+            {"package": "rapidocr", "threads": ONNX_THREADS},
+            "rapidocr",
+            "make bench-venv",
+        ),
+        EngineSpec(
+            "rapidocr-v4",
+            "rapidocr-onnxruntime (PP-OCRv4)",
+            BENCH_VENV / "v4/bin/python",
+            "bench.engines.rapidocr",
+            {"package": "rapidocr_onnxruntime", "threads": ONNX_THREADS},
+            "rapidocr-onnxruntime",
+            "make bench-venv",
+        ),
+        EngineSpec(
+            "tesseract",
+            "Tesseract (chi_sim+eng, 1 thread)",
+            Path(sys.executable),
+            "bench.engines.tesseract",
+            {"langs": "chi_sim+eng"},
+            install_hint="apt-get install tesseract-ocr tesseract-ocr-chi-sim",
+        ),
     ]

@@ -20,8 +20,14 @@ def make_recognize(options: dict[str, Any]) -> Recognize:
 
     def recognize(data: bytes, path: Path, mode: str) -> str:
         psm = ["--psm", "7"] if mode == "line" else []
-        proc = subprocess.run(["tesseract", "stdin", "stdout", "-l", langs, *psm],
-                              input=data, capture_output=True, env=env, timeout=120, check=False)
+        proc = subprocess.run(
+            ["tesseract", "stdin", "stdout", "-l", langs, *psm],
+            input=data,
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.decode(errors="replace").strip()[-300:])
         # Tesseract separates blocks with blank lines and ends pages with a form feed.

@@ -1,0 +1,270 @@
+"""The markdown report of one benchmark run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from bench.accuracy import EngineRun
+from bench.losses import diff_snippet, worst_losses
+from bench.scoring import Score
+from bench.speed import EngineSpeed
+from bench.tasks import Task
+
+LINE_TARGET_MS = 25.0
+PAGE_RATIO_TARGET = 0.6
+COLD_TARGET_MS = 200.0
+RSS_TARGET_MB = 300.0
+PASS, FAIL = "✅ pass", "❌ FAIL"
+
+
+@dataclass(frozen=True)
+class Section:
+    """A report section from another module (CGI, C library): markdown lines, and why it stopped short."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    def render(self) -> list[str]:
+        body = [*self.lines, f"skipped: {self.skipped}"] if self.skipped else self.lines
+        return [f"## {self.title}", "", *body, ""]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    header: list[str]  # machine, versions, settings: one bullet each
+    tasks: list[Task]
+    runs: list[EngineRun]
+    speed: dict[str, EngineSpeed]  # engine key -> cold/RSS figures
+    sections: list[Section]
+    work_dir: Path  # where PRED files live, for the loss analysis
+    default_key: str  # the engine key of crnnocr with the default pack
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _verdict(ok: bool) -> str:
+    return PASS if ok else FAIL
+
+
+def _best_peer(result: RunResult, task: Task) -> tuple[EngineRun, Score] | None:
+    scored = [
+        (run, run.scores[task.id]) for run in result.runs if not run.engine.is_ours and task.id in run.scores
+    ]
+    return min(scored, key=lambda rs: rs[1].cer) if scored else None
+
+
+def _ours(result: RunResult) -> EngineRun | None:
+    return next((r for r in result.runs if r.engine.key == result.default_key and not r.skipped), None)
+
+
+def _size(task: Task) -> str:
+    n = len(task.records)
+    return f"{n} of {task.subsampled_from} (sample)" if task.subsampled_from else str(n)
+
+
+def summary_table(result: RunResult) -> list[str]:
+    live = [r for r in result.runs if not r.skipped]
+    ours = _ours(result)
+    head = [
+        "row",
+        "mode",
+        "images",
+        "target CER",
+        *(r.engine.title for r in live),
+        "best peer here",
+        "target",
+        "vs best peer",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task in result.tasks:
+        cells = [
+            task.name,
+            task.mode,
+            _size(task),
+            f"≤ {task.target_cer}" if task.target_cer is not None else "–",
+        ]
+        cells += [_f(r.scores[task.id].cer) if task.id in r.scores else "–" for r in live]
+        best = _best_peer(result, task)
+        cells.append(f"{best[1].cer:.3f} ({best[0].engine.title})" if best else "–")
+        ours_score = ours.scores.get(task.id) if ours else None
+        cells.append(
+            _verdict(ours_score.cer <= task.target_cer) if ours_score and task.target_cer is not None else "–"
+        )
+        cells.append(_verdict(ours_score.cer <= best[1].cer) if ours_score and best else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def detail_tables(result: RunResult) -> list[str]:
+    lines: list[str] = []
+    for task in result.tasks:
+        target = f"; target CER ≤ {task.target_cer}" if task.target_cer is not None else ""
+        peer = f"; issue's best-peer CER {task.peer_cer}" if task.peer_cer is not None else ""
+        note = f". {task.note}" if task.note else ""
+        lines += [
+            f"### {task.name} — {task.mode} mode, {_size(task)} images{target}{peer}{note}",
+            "",
+            "| engine | CER | bagF1 | exact-line | median ms/image | failed images |",
+            "|---|---|---|---|---|---|",
+        ]
+        for run in result.runs:
+            if run.skipped or task.id not in run.scores:
+                continue
+            s = run.scores[task.id]
+            lines.append(
+                f"| {run.engine.title} | {_f(s.cer)} | {_f(s.bag_f1)} | {_f(s.exact)} | "
+                f"{_ms(s.median_ms)} | {run.errors.get(task.id, 0)} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _median(result: RunResult, key: str, task_id: str) -> float | None:
+    run = next((r for r in result.runs if r.engine.key == key and not r.skipped), None)
+    score = run.scores.get(task_id) if run else None
+    return score.median_ms if score else None
+
+
+def speed_table(result: RunResult, line_task: str, page_task: str, same_pack_peer: str) -> list[str]:
+    live = [r for r in result.runs if not r.skipped]
+    head = ["metric", *(r.engine.title for r in live), "target", "result"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def row(metric: str, values: list[str], target: str, verdict: str) -> None:
+        lines.append("| " + " | ".join([metric, *values, target, verdict]) + " |")
+
+    line_ms = [_median(result, r.engine.key, line_task) for r in live]
+    ours_line = _median(result, result.default_key, line_task)
+    row(
+        f"warm line, median ms ({line_task.split('@')[0]})",
+        [_ms(v) for v in line_ms],
+        f"≤ {LINE_TARGET_MS:.0f} ms",
+        _verdict(ours_line <= LINE_TARGET_MS) if ours_line is not None else "–",
+    )
+
+    page_ms = [_median(result, r.engine.key, page_task) for r in live]
+    ours_page, peer_page = (
+        _median(result, result.default_key, page_task),
+        _median(result, same_pack_peer, page_task),
+    )
+    if ours_page is not None and peer_page:
+        ratio = ours_page / peer_page
+        verdict = f"{ratio:.2f}× RapidOCR same pack: {_verdict(ratio <= PAGE_RATIO_TARGET)}"
+    else:
+        verdict = "–"
+    row(
+        f"warm page, median ms ({page_task.split('@')[0]})",
+        [_ms(v) for v in page_ms],
+        f"≤ {PAGE_RATIO_TARGET}× RapidOCR (same pack)",
+        verdict,
+    )
+
+    cold = [result.speed.get(r.engine.key) for r in live]
+    ours_speed = result.speed.get(result.default_key)
+    row(
+        "cold process (imports + sessions + one line), median ms",
+        [f"{_ms(c.cold.median_ms)} (n={c.cold.runs})" if c and c.cold else "–" for c in cold],
+        f"≤ {COLD_TARGET_MS:.0f} ms",
+        _verdict(ours_speed.cold.median_ms <= COLD_TARGET_MS) if ours_speed and ours_speed.cold else "–",
+    )
+    row(
+        "peak RSS, one page, MiB",
+        [_f(c.peak_rss_mb, 0) if c else "–" for c in cold],
+        f"≤ {RSS_TARGET_MB:.0f} MiB",
+        _verdict(ours_speed.peak_rss_mb <= RSS_TARGET_MB) if ours_speed and ours_speed.peak_rss_mb else "–",
+    )
+    lines.append("")
+    for run, c in zip(live, cold, strict=True):
+        if c is not None:
+            lines.append(
+                f"- {run.engine.title}: cold = {c.cold_what}" + (f"; error: {c.error}" if c.error else "")
+            )
+    return lines
+
+
+def loss_lines(result: RunResult, score: ModuleType) -> list[str]:
+    ours = _ours(result)
+    if ours is None:
+        return ["crnnocr did not run."]
+    lines: list[str] = []
+    for task in result.tasks:
+        best = _best_peer(result, task)
+        mine = ours.scores.get(task.id)
+        if best is None or mine is None or mine.cer <= best[1].cer:
+            continue
+        peer_run = best[0]
+        losses = worst_losses(
+            score,
+            task.records,
+            result.work_dir / "preds" / ours.engine.key / f"{task.id}.jsonl",
+            result.work_dir / "preds" / peer_run.engine.key / f"{task.id}.jsonl",
+        )
+        lines += [
+            f"### {task.name}: CER {mine.cer:.3f} vs {best[1].cer:.3f} ({peer_run.engine.title})",
+            "",
+            "| image | ref chars | our edits | peer edits | ours: [ref→hyp] | peer: [ref→hyp] |",
+            "|---|---|---|---|---|---|",
+        ]
+        for loss in losses:
+            ours_diff = diff_snippet(loss.ref, loss.ours).replace("|", "\\|")
+            peer_diff = diff_snippet(loss.ref, loss.peer).replace("|", "\\|")
+            lines.append(
+                f"| {loss.image} | {loss.ref_len} | {loss.ours_edits} | {loss.peer_edits} | "
+                f"{ours_diff} | {peer_diff or '(exact)'} |"
+            )
+        lines.append("")
+    return lines or ["crnnocr is at least as accurate as the best peer on every row."]
+
+
+def render(result: RunResult, score: ModuleType, line_task: str, page_task: str, same_pack_peer: str) -> str:
+    skipped = [f"- {r.engine.title}: skipped: {r.skipped}" for r in result.runs if r.skipped]
+    versions = [
+        f"- {r.engine.title}: {r.version} ({r.wall_s:.0f} s for all rows)"
+        for r in result.runs
+        if not r.skipped
+    ]
+    out = [
+        "# crnnocr benchmark",
+        "",
+        *result.header,
+        "",
+        "Engines:",
+        *versions,
+        *skipped,
+        "",
+        "## 1. Accuracy",
+        "",
+        (
+            "CER (lower is better) by the eval folder's `score.py`; `target` = issue 2's acceptance target "
+            "for the default pack; `vs best peer` = default pack CER ≤ the best peer measured in this run."
+        ),
+        "",
+        *summary_table(result),
+        "",
+        *detail_tables(result),
+        "## 2. Speed",
+        "",
+        "Warm medians come from the accuracy pass (engine loaded, one warm-up call per row, each image once)",
+        "",
+        *speed_table(result, line_task, page_task, same_pack_peer),
+        "",
+    ]
+    for section in result.sections:
+        out += section.render()
+    out += [
+        "## Where crnnocr loses to a peer",
+        "",
+        "Per image, normalised as score.py does; the images where crnnocr needs the most extra edits.",
+        "",
+        *loss_lines(result, score),
+    ]
+    return "\n".join(out) + "\n"

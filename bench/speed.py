@@ -1,0 +1,100 @@
+"""Section 2: cold process time and peak memory, measured from outside a fresh process per run.
+
+Warm latencies come from the accuracy pass itself (each image once, after a warm-up call), so the
+speed ratios compare engines in the same run on the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.engines.specs import ROOT, EngineSpec
+
+COLD_RUNS = 7
+
+# Exactly what a CGI line hit pays: imports, engine (sessions) and one line, with the default config.
+CRNNOCR_COLD = """\
+import sys
+from ocr_core import Engine, EngineConfig, RecognizeOptions
+engine = Engine.load(EngineConfig.from_env(pack=sys.argv[2]))
+engine.recognize(open(sys.argv[1], "rb").read(), RecognizeOptions(mode="line"))
+"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    runs: int
+    median_ms: float
+    min_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
+class EngineSpeed:
+    cold: Timing | None
+    cold_what: str
+    peak_rss_mb: float | None
+    error: str | None = None
+
+
+def _env(engine: EngineSpec) -> dict[str, str]:
+    env = {**os.environ, **engine.env}
+    if engine.module == "bench.engines.tesseract":
+        env["OMP_THREAD_LIMIT"] = "1"
+    return env
+
+
+def _command(engine: EngineSpec, mode: str, image: Path) -> list[str]:
+    if engine.module == "bench.engines.tesseract":
+        psm = ["--psm", "7"] if mode == "line" else []
+        return ["tesseract", str(image), "stdout", "-l", engine.options["langs"], *psm]
+    if engine.is_ours and mode == "line":
+        return [str(engine.python), "-c", CRNNOCR_COLD, str(image), engine.options["pack"]]
+    return [str(engine.python), "-m", engine.module, "--once", mode, str(image), json.dumps(engine.options)]
+
+
+def _cold_what(engine: EngineSpec) -> str:
+    if engine.module == "bench.engines.tesseract":
+        return "`tesseract LINE stdout --psm 7` (a fresh process is all Tesseract's CLI has)"
+    if engine.is_ours:
+        return "`python -c` import ocr_core, Engine.load (default threads), one line"
+    return "`python -m bench.engines.rapidocr --once line` (imports, sessions, one line, rec only)"
+
+
+def time_command(cmd: list[str], env: dict[str, str], runs: int = COLD_RUNS) -> Timing:
+    """Wall time of ``runs`` fresh processes, after one untimed run (page cache, model caches)."""
+    samples = []
+    for i in range(runs + 1):
+        start = time.perf_counter()
+        subprocess.run(
+            cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if i:
+            samples.append((time.perf_counter() - start) * 1000.0)
+    return Timing(runs, statistics.median(samples), min(samples), max(samples))
+
+
+def peak_rss_mb(cmd: list[str], env: dict[str, str]) -> float:
+    """Peak resident set of a child process (and of any children it waited for), in MiB."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[0]} exited with status {proc.returncode}")
+    return usage.ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def measure(engine: EngineSpec, line_image: Path, page_image: Path) -> EngineSpeed:
+    env = _env(engine)
+    try:
+        cold = time_command(_command(engine, "line", line_image), env)
+        rss = peak_rss_mb(_command(engine, "page", page_image), env)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        return EngineSpeed(None, _cold_what(engine), None, error=str(exc))
+    return EngineSpeed(cold, _cold_what(engine), rss)
