@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
 
 from multipart import (
@@ -66,20 +66,23 @@ def parse_query(query_string: str) -> Query:
     fmt = params.get("format", "json").lower()
     if fmt not in ("json", "text"):
         raise bad(f"format must be 'json' or 'text', not {fmt!r}")
-    kwargs: dict[str, object] = {"mode": params.get("mode", "page").lower()}
+    changes: dict[str, object] = {}
+    if "mode" in params:
+        changes["mode"] = params["mode"].lower()
     if "cls" in params:
         if params["cls"].lower() not in BOOLS:
             raise bad(f"cls must be 0 or 1, not {params['cls']!r}")
-        kwargs["use_cls"] = BOOLS[params["cls"].lower()]
+        changes["use_cls"] = BOOLS[params["cls"].lower()]
     if "min_score" in params:
         try:
-            kwargs["min_score"] = float(params["min_score"])
+            changes["min_score"] = float(params["min_score"])
         except ValueError:
             raise bad(f"min_score must be a number within 0..1, not {params['min_score']!r}") from None
     pack = params.get("pack") or None
     if pack is not None and not PACK_NAME.fullmatch(pack):
         raise bad(f"pack {pack!r} is not a valid pack name")
-    return Query(options=RecognizeOptions(**kwargs), as_text=fmt == "text", pack=pack)  # type: ignore[arg-type]
+    # replace() re-runs RecognizeOptions' own validation of mode and min_score.
+    return Query(options=replace(RecognizeOptions(), **changes), as_text=fmt == "text", pack=pack)
 
 
 def image_from_body(content_type: str, body: bytes, max_image_bytes: int) -> bytes:
