@@ -19,7 +19,7 @@
  *
  * Conventions (they hold for every function below)
  *
- *  - Errors. Functions that can fail return an ocr_status (0 = OCR_OK) or NULL,
+ *  - Errors. Functions that can fail return an ocr_status value as int (0 = OCR_OK) or NULL,
  *    and record the failure for the calling thread: ocr_last_error_code() and
  *    ocr_last_error() then say what went wrong. A successful call resets the
  *    thread's last error to OCR_OK. No failure aborts or exits the host
@@ -218,7 +218,8 @@ int ocr_engine_recognize_with(ocr_engine *e, const unsigned char *bytes, size_t 
  * Result accessors. They never fail on a valid result, need no Python, and the
  * strings they return live as long as the result. Lines are in reading order.
  * An index out of range gets NULL, a score of -1 or OCR_E_BAD_REQUEST; a NULL
- * result counts as empty. They do not change the thread's last error.
+ * result has 0 lines, NULL texts and size 0. They do not change the thread's
+ * last error.
  */
 
 /* Number of text lines found (0 when the image has no text). */

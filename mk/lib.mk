@@ -38,3 +38,8 @@ install: lib
 
 uninstall:
 	$(PY) bindings/install.py --uninstall --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
+
+# The slow memory checks the default test run skips: valgrind over ocr_file (minutes) and RSS growth.
+.PHONY: c-memcheck
+c-memcheck:
+	CRNNOCR_VALGRIND=1 $(PY) -m pytest -rs tests/test_c_lib.py -k "valgrind or rss"
