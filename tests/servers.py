@@ -7,11 +7,12 @@ For the CGI tests, the upload-page test and the benchmarks.
         urllib.request.urlopen(server.cgi_url)
 
 Both helpers clean up after themselves: the server is stopped (SIGTERM, then SIGKILL) and the
-temporary directories are removed.
+temporary directories are removed (the shared install when the process exits).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import importlib.util
@@ -81,16 +82,39 @@ def missing_models() -> str | None:
     return f"MODEL PACK {config.pack} IS NOT INSTALLED in {config.model_dir}: run `make models`"
 
 
-@contextlib.contextmanager
-def installed_tree() -> Iterator[Path]:
-    """``make deploy`` into a fresh temp dir; yields the install prefix."""
+_shared_prefix: Path | None = None
+
+
+def _install_into_temp() -> Path:
     base = _world_traversable_tempdir("crnnocr-deploy-")
     try:
-        prefix = base / "crnnocr"
-        deploytool.install(prefix)
-        yield prefix
-    finally:
+        deploytool.install(base / "crnnocr")
+    except BaseException:
         shutil.rmtree(base, ignore_errors=True)
+        raise
+    return base / "crnnocr"
+
+
+@contextlib.contextmanager
+def installed_tree(*, fresh: bool = False) -> Iterator[Path]:
+    """``make deploy`` into a temp dir; yields the install prefix.
+
+    An install copies ~500 MB (venv and models), so by default the process installs once, on
+    first use, and removes the tree when it exits; ``fresh=True`` gives a private tree, removed
+    when the block ends.
+    """
+    global _shared_prefix
+    if fresh:
+        prefix = _install_into_temp()
+        try:
+            yield prefix
+        finally:
+            shutil.rmtree(prefix.parent, ignore_errors=True)
+        return
+    if _shared_prefix is None:
+        _shared_prefix = _install_into_temp()
+        atexit.register(shutil.rmtree, _shared_prefix.parent, ignore_errors=True)
+    yield _shared_prefix
 
 
 @dataclass(frozen=True)
