@@ -9,6 +9,7 @@ image keeps something meaningful running in a clone without shared/.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import shutil
 import subprocess
@@ -258,20 +259,27 @@ def test_chunked_post(server: Server) -> None:
 
 
 def test_post_without_length_is_411(server: Server) -> None:
-    conn_reply = _post_without_length(server)
-    assert conn_reply.status == 411
+    reply = _post_headers_first(server, {"Content-Type": "image/png"})
+    assert reply.status == 411
     if server.kind == "apache":  # lighttpd answers this one itself, before the CGI runs
-        _assert_error(conn_reply, 411, "length_required")
+        _assert_error(reply, 411, "length_required")
 
 
-def _post_without_length(server: Server) -> Reply:
-    import http.client
+def test_the_server_refuses_a_huge_body_itself(server: Server) -> None:
+    """The server's own body limit (a little above the CGI's) is the backstop: 413 from its headers."""
+    reply = _post_headers_first(server, {"Content-Type": "image/png", "Content-Length": str(256 << 20)},
+                                b"\x89PNG" + bytes(4096))
+    assert reply.status == 413
 
+
+def _post_headers_first(server: Server, headers: dict[str, str], start: bytes = b"") -> Reply:
+    """A POST whose headers say what they like, followed by ``start`` only, then the answer."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
         conn.putrequest("POST", "/cgi-bin/ocr.cgi")
-        conn.putheader("Content-Type", "image/png")
-        conn.endheaders()
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders(start or None)
         reply = conn.getresponse()
         return Reply(reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read())
     finally:
