@@ -124,6 +124,7 @@ def main() -> None:
     args = _args()
     started = datetime.now(UTC)
     t0 = time.perf_counter()
+    load_at_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     eval_dir = args.eval.resolve()
     score_py = eval_dir / "score.py"
     if not score_py.is_file():
@@ -170,7 +171,12 @@ def main() -> None:
         _task_id(tasks, PAGE_SET, "page"),
         SAME_PACK_PEER,
     )
-    report += f"\nTotal benchmark time: {(time.perf_counter() - t0) / 60:.1f} min.\n"
+    # Other work on a 2-core machine skews every timing: show how busy it was.
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    report += (
+        f"\nTotal benchmark time: {(time.perf_counter() - t0) / 60:.1f} min. Load average at start "
+        f"{load_at_start}, at end {load} (1, 5, 15 min; above ~2 means the timings were contended).\n"
+    )
     out = args.out / f"{started:%Y-%m-%d}.md"
     out.write_text(report, encoding="utf-8")
     print(report)

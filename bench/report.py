@@ -92,9 +92,9 @@ def summary_table(result: RunResult) -> list[str]:
             _size(task),
             f"≤ {task.target_cer}" if task.target_cer is not None else "–",
         ]
-        cells += [_f(r.scores[task.id].cer) if task.id in r.scores else "–" for r in live]
+        cells += [_f(r.scores[task.id].cer, 4) if task.id in r.scores else "–" for r in live]
         best = _best_peer(result, task)
-        cells.append(f"{best[1].cer:.3f} ({best[0].engine.title})" if best else "–")
+        cells.append(f"{best[1].cer:.4f} ({best[0].engine.title})" if best else "–")
         ours_score = ours.scores.get(task.id) if ours else None
         cells.append(
             _verdict(ours_score.cer <= task.target_cer) if ours_score and task.target_cer is not None else "–"
@@ -121,7 +121,7 @@ def detail_tables(result: RunResult) -> list[str]:
                 continue
             s = run.scores[task.id]
             lines.append(
-                f"| {run.engine.title} | {_f(s.cer)} | {_f(s.bag_f1)} | {_f(s.exact)} | "
+                f"| {run.engine.title} | {_f(s.cer, 4)} | {_f(s.bag_f1, 4)} | {_f(s.exact)} | "
                 f"{_ms(s.median_ms)} | {run.errors.get(task.id, 0)} |"
             )
         lines.append("")
@@ -209,7 +209,14 @@ def loss_lines(result: RunResult, score: ModuleType) -> list[str]:
             result.work_dir / "preds" / peer_run.engine.key / f"{task.id}.jsonl",
         )
         lines += [
-            f"### {task.name}: CER {mine.cer:.3f} vs {best[1].cer:.3f} ({peer_run.engine.title})",
+            f"### {task.name}: CER {mine.cer:.4f} vs {best[1].cer:.4f} ({peer_run.engine.title})",
+            "",
+            f"bagF1 {mine.bag_f1:.4f} vs {best[1].bag_f1:.4f}: "
+            + (
+                "characters as good or better: the loss is mostly reading order (or lines split differently)."
+                if mine.bag_f1 >= best[1].bag_f1
+                else "part of the loss is in the characters themselves."
+            ),
             "",
             "| image | ref chars | our edits | peer edits | ours: [ref→hyp] | peer: [ref→hyp] |",
             "|---|---|---|---|---|---|",
