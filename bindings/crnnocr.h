@@ -210,6 +210,8 @@ int ocr_engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t len, 
 /*
  * As ocr_engine_recognize, but with this call's own mode, use_cls and min_score
  * (the other fields of the engine's options are fixed when it is created).
+ * A negative min_score means the engine's; a mode other than OCR_MODE_PAGE or
+ * OCR_MODE_LINE, or a min_score above 1, fails with OCR_E_BAD_REQUEST.
  */
 int ocr_engine_recognize_with(ocr_engine *e, const unsigned char *bytes, size_t len,
                               ocr_mode mode, int use_cls, float min_score, ocr_result **out);
