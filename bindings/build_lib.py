@@ -85,15 +85,28 @@ def link(source: Path, target: Path) -> None:
         sys.exit(f"build_lib: {pylib} is not a shared libpython; install libpython3-dev")
     command = [
         os.environ.get("CC", "gcc"),
-        "-shared", "-fPIC", "-O2", "-g", "-pthread", "-std=gnu99",
-        "-fvisibility=hidden", "-Wall", "-Wno-unused-parameter",
+        "-shared",
+        "-fPIC",
+        "-O2",
+        "-g",
+        "-pthread",
+        "-std=gnu99",
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wno-unused-parameter",
         "-Wno-format-truncation",  # error messages are cut to fit on purpose
-        f"-I{sysconfig.get_paths()['include']}", f"-I{BINDINGS}",
-        str(source), "-o", str(target),
-        f"-L{libdir}", f"-l{pylib[3:-3]}",
+        f"-I{sysconfig.get_paths()['include']}",
+        f"-I{BINDINGS}",
+        str(source),
+        "-o",
+        str(target),
+        f"-L{libdir}",
+        f"-l{pylib[3:-3]}",
         # The library finds libpython wherever the host program is; ocr_* are its only exports.
-        f"-Wl,-rpath,{libdir}", f"-Wl,-soname,{SONAME}",
-        f"-Wl,--version-script={BINDINGS / 'libcrnnocr.map'}", "-Wl,-z,defs",
+        f"-Wl,-rpath,{libdir}",
+        f"-Wl,-soname,{SONAME}",
+        f"-Wl,--version-script={BINDINGS / 'libcrnnocr.map'}",
+        "-Wl,-z,defs",
     ]
     print(shlex.join(command), flush=True)
     subprocess.run(command, check=True)

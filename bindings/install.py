@@ -78,7 +78,12 @@ def install(prefix: Path, libdir: Path, includedir: Path, destdir: Path | None, 
     link.unlink(missing_ok=True)
     link.symlink_to(SONAME)
 
-    values = {"PREFIX": str(prefix), "LIBDIR": str(libdir), "INCLUDEDIR": str(includedir), "VERSION": _version()}
+    values = {
+        "PREFIX": str(prefix),
+        "LIBDIR": str(libdir),
+        "INCLUDEDIR": str(includedir),
+        "VERSION": _version(),
+    }
     text = (BINDINGS / "crnnocr.pc.in").read_text(encoding="utf-8")
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
@@ -89,8 +94,12 @@ def install(prefix: Path, libdir: Path, includedir: Path, destdir: Path | None, 
 def uninstall(libdir: Path, includedir: Path, destdir: Path | None) -> None:
     lib_out = _staged(destdir, libdir)
     shutil.rmtree(lib_out / "crnnocr", ignore_errors=True)
-    for path in (lib_out / SONAME, lib_out / "libcrnnocr.so", lib_out / "pkgconfig" / "crnnocr.pc",
-                 _staged(destdir, includedir) / "crnnocr.h"):
+    for path in (
+        lib_out / SONAME,
+        lib_out / "libcrnnocr.so",
+        lib_out / "pkgconfig" / "crnnocr.pc",
+        _staged(destdir, includedir) / "crnnocr.h",
+    ):
         path.unlink(missing_ok=True)
 
 

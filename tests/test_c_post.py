@@ -27,8 +27,11 @@ C99 = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 def ocr_post() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="crnnocr-post-") as tmp:
         program = Path(tmp) / "ocr_post"
-        subprocess.run(["cc", *C99, "-O1", str(ROOT / "c_client" / "ocr_post.c"), "-o", str(program)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["cc", *C99, "-O1", str(ROOT / "c_client" / "ocr_post.c"), "-o", str(program)],
+            check=True,
+            capture_output=True,
+        )
         yield program
 
 
@@ -57,13 +60,17 @@ def post(program: Path, *args: str | Path, timeout: float = 120) -> subprocess.C
 
 
 def test_links_nothing_but_libc(ocr_post: Path) -> None:
-    dynamic = subprocess.run(["readelf", "-d", str(ocr_post)], capture_output=True, text=True, check=True).stdout
+    dynamic = subprocess.run(
+        ["readelf", "-d", str(ocr_post)], capture_output=True, text=True, check=True
+    ).stdout
     needed = {line.split("[")[1].rstrip("]") for line in dynamic.splitlines() if "(NEEDED)" in line}
     assert needed == {"libc.so.6"}
 
 
 @pytest.mark.parametrize("form", [[], ["--multipart"]], ids=["raw", "multipart"])
-def test_same_text_as_the_python_engine(ocr_post: Path, server: Server, engine: Engine, form: list[str]) -> None:
+def test_same_text_as_the_python_engine(
+    ocr_post: Path, server: Server, engine: Engine, form: list[str]
+) -> None:
     line = eval_image(LINE_IMAGE)
     reply = post(ocr_post, *form, f"{server.cgi_url}?format=text&mode=line", line)
     assert reply.returncode == 0, reply.stderr
