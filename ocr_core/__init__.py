@@ -8,9 +8,14 @@ for numpy, OpenCV and ONNX Runtime (a CGI health check should not).
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Set before anything imports onnxruntime: it otherwise writes a device id under $HOME/.cache
+# and tries to send telemetry; a CGI's user has no writable home, and nothing here may phone out.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 _EXPORTS = {
     "Engine": "engine",
@@ -27,10 +32,15 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .config import EngineConfig, RecognizeOptions
-    from .engine import Engine, get_engine
-    from .errors import ErrorCode, OcrError
-    from .result import OcrResult, TextLine, Timings
+    from .config import EngineConfig as EngineConfig
+    from .config import RecognizeOptions as RecognizeOptions
+    from .engine import Engine as Engine
+    from .engine import get_engine as get_engine
+    from .errors import ErrorCode as ErrorCode
+    from .errors import OcrError as OcrError
+    from .result import OcrResult as OcrResult
+    from .result import TextLine as TextLine
+    from .result import Timings as Timings
 
 
 def __getattr__(name: str) -> Any:

@@ -77,14 +77,23 @@ class RecognizeOptions:
 
     ``mode="line"`` treats the whole image as one text line (no detection);
     ``use_cls`` runs the 0/180° line classifier; lines scoring under ``min_score`` are dropped.
+    ``min_score=None`` means the mode's default: 0.5 in page mode, where low scores are mostly
+    spurious detections, and 0 in line mode, where the caller says there is a line and a poor
+    reading of it is worth more than none.
     """
 
     mode: Mode = "page"
     use_cls: bool = False
-    min_score: float = 0.5
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("page", "line"):
             raise OcrError(ErrorCode.BAD_REQUEST, f"mode must be 'page' or 'line', not {self.mode!r}")
-        if not 0.0 <= self.min_score <= 1.0:
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
             raise OcrError(ErrorCode.BAD_REQUEST, "min_score must be within 0..1")
+
+    @property
+    def score_threshold(self) -> float:
+        if self.min_score is not None:
+            return self.min_score
+        return 0.5 if self.mode == "page" else 0.0

@@ -43,7 +43,9 @@ def order_quad(points: np.ndarray) -> Quad:
 class Detector:
     """Immutable after construction; ``detect`` may run in many threads at once."""
 
-    def __init__(self, session: ort.InferenceSession, spec: DetSpec, params: DetectorParams | None = None) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, spec: DetSpec, params: DetectorParams | None = None
+    ) -> None:
         self._session = session
         self._input = session.get_inputs()[0].name
         self._mean = np.array(spec.mean, dtype=np.float32) * 255.0

@@ -141,7 +141,10 @@ class Engine:
         if options.use_cls and crops:
             step = time.perf_counter()
             flags = self._classifier.get().upside_down(crops)
-            crops = [np.ascontiguousarray(c[::-1, ::-1]) if f else c for c, f in zip(crops, flags, strict=True)]
+            crops = [
+                np.ascontiguousarray(c[::-1, ::-1]) if flipped else c
+                for c, flipped in zip(crops, flags, strict=True)
+            ]
             classify_ms = _ms(step)
 
         step = time.perf_counter()
@@ -151,7 +154,7 @@ class Engine:
         lines = tuple(
             TextLine(text=text.strip(), score=score, box=tuple((float(x), float(y)) for x, y in quad))
             for quad, (text, score) in zip(quads, texts, strict=True)
-            if text.strip() and score >= options.min_score
+            if text.strip() and score >= options.score_threshold
         )
         timings = Timings(decode_ms, detect_ms, classify_ms, recognize_ms, _ms(started))
         return OcrResult(lines=lines, width=w, height=h, model=self.pack, timings=timings)

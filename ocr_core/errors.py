@@ -6,7 +6,7 @@ import enum
 from typing import Any
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     """Stable error codes.
 
     The string value is the JSON/CGI code, ``http_status`` the CGI status and ``number``

