@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,10 +163,13 @@ static int is_venv(const char *dir)
            && stat(cfg, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static void start_failed(const char *fmt, const char *a, const char *b)
+__attribute__((format(printf, 1, 2))) static void start_failed(const char *fmt, ...)
 {
+    va_list args;
     start_code = OCR_E_MODEL_UNAVAILABLE;
-    snprintf(start_message, sizeof start_message, fmt, a, b);
+    va_start(args, fmt);
+    vsnprintf(start_message, sizeof start_message, fmt, args);
+    va_end(args);
 }
 
 /* Resolves CRNNOCR_HOME / CRNNOCR_VENV or their defaults next to the library. */
@@ -179,7 +183,7 @@ static int locate_runtime(void)
     else
         n = snprintf(runtime_home, sizeof runtime_home, "%s/crnnocr", library_dir);
     if (n < 0 || n >= (int)sizeof runtime_home) {
-        start_failed("libcrnnocr: the runtime path is too long%s%s", "", "");
+        start_failed("libcrnnocr: the runtime path is too long");
         return -1;
     }
     if (venv && *venv)
@@ -190,7 +194,7 @@ static int locate_runtime(void)
             n = snprintf(runtime_venv, sizeof runtime_venv, "%s/.venv", runtime_home);
     }
     if (n < 0 || n >= (int)sizeof runtime_venv) {
-        start_failed("libcrnnocr: the Python environment path is too long%s%s", "", "");
+        start_failed("libcrnnocr: the Python environment path is too long");
         return -1;
     }
     return 0;
@@ -218,12 +222,12 @@ static void start_python(void)
     if (!is_venv(runtime_venv)) {
         start_failed("libcrnnocr: no Python environment at %s (pyvenv.cfg missing). "
                      "Run `make install` again, or set CRNNOCR_VENV to the project's venv "
-                     "(CRNNOCR_HOME to a checkout with .venv/)%s", runtime_venv, "");
+                     "(CRNNOCR_HOME to a checkout with .venv/)", runtime_venv);
         return;
     }
     if (snprintf(executable, sizeof executable, "%s/bin/python3", runtime_venv)
         >= (int)sizeof executable) {
-        start_failed("libcrnnocr: the Python environment path is too long%s%s", "", "");
+        start_failed("libcrnnocr: the Python environment path is too long");
         return;
     }
 
