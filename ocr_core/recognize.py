@@ -24,6 +24,10 @@ from .models import PackSpec
 MAX_WIDTH_RATIO = 80
 # Upper bound on pixels per batch, so that a batch of long lines stays within cache-friendly sizes.
 MAX_BATCH_PIXELS = 48 * 320 * 8
+# Padding after the widest crop of a batch, in multiples of the input height. CTC needs a few
+# time steps after the last glyph to emit it cleanly; PP-OCR was trained on padded inputs.
+# Measured on ../shared/eval line crops: SROIE CER 0.0165 -> 0.0141, synth zh 0.0262 -> 0.0253.
+TRAILING_PAD_RATIO = 0.5
 
 
 def load_charset(session: ort.InferenceSession, spec: PackSpec, model_dir: Path) -> tuple[str, ...]:
@@ -79,7 +83,7 @@ class Recognizer:
 
     def _run_batch(self, crops: Sequence[np.ndarray], widths: Sequence[int]) -> list[tuple[str, float]]:
         rec = self._spec
-        batch_width = max(max(widths), rec.min_width)
+        batch_width = max(max(widths) + int(rec.height * TRAILING_PAD_RATIO), rec.min_width)
         batch = np.zeros((len(crops), rec.channels, rec.height, batch_width), dtype=np.float32)
         for i, (crop, width) in enumerate(zip(crops, widths, strict=True)):
             pixels = self._resize(crop, width).astype(np.float32)

@@ -16,25 +16,32 @@ import atexit
 import contextlib
 import http.client
 import importlib.util
-import io
 import json
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
+
+# Test data helpers live in tests/support.py; re-exported for the CGI tests and the bench.
+from tests.support import EVAL_DIR as EVAL_DIR
+from tests.support import FONT as FONT
+from tests.support import Sample as Sample
+from tests.support import cer as cer
+from tests.support import eval_samples as eval_samples
+from tests.support import load_score as load_score
+from tests.support import png_header_only as png_header_only
+from tests.support import render_text as render_text
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 ServerKind = Literal["lighttpd", "apache"]
@@ -203,76 +210,6 @@ def servers_available() -> list[str]:
     found = {"lighttpd": shutil.which("lighttpd") or os.path.exists("/usr/sbin/lighttpd"),
              "apache": shutil.which("apache2") or os.path.exists("/usr/sbin/apache2")}
     return [kind for kind, ok in found.items() if ok]
-
-
-# --- What to send them: real eval data when present, self-made images always ------------------
-
-EVAL_DIR = Path(os.environ.get("CRNNOCR_EVAL") or CHECKOUT.parent / "shared" / "eval")
-FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: Path
-    text: str
-
-    def read(self) -> bytes:
-        return self.path.read_bytes()
-
-
-def eval_samples(set_name: str, count: int) -> list[Sample]:
-    """The first ``count`` labelled images of an eval set; [] when the set is not there."""
-    labels = EVAL_DIR / set_name / "labels.jsonl"
-    if not labels.is_file():
-        return []
-    rows = [json.loads(line) for line in labels.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [Sample(EVAL_DIR / set_name / row["image"], row["text"]) for row in rows[:count]]
-
-
-def load_score() -> ModuleType | None:
-    """The eval set's own score.py (for its text normalisation), or None when it is missing."""
-    path = EVAL_DIR / "score.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("crnnocr_eval_score", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def cer(refs: list[str], hyps: list[str], norm: Callable[[str], str]) -> float:
-    """Character error rate summed over pairs, after ``norm``."""
-    from rapidfuzz.distance import Levenshtein
-
-    edits = sum(Levenshtein.distance(norm(r), norm(h)) for r, h in zip(refs, hyps, strict=True))
-    return edits / max(1, sum(len(norm(r)) for r in refs))
-
-
-def render_text(lines: list[str], *, fmt: str = "PNG", size: int = 40) -> bytes:
-    """Black text on white, one line per entry, in DejaVu Sans (Debian's fonts-dejavu-core)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.truetype(str(FONT), size)
-    height = int(size * 1.6)
-    width = max(int(font.getlength(line)) for line in lines) + 2 * size
-    image = Image.new("RGB", (width, height * len(lines) + size), "white")
-    draw = ImageDraw.Draw(image)
-    for i, line in enumerate(lines):
-        draw.text((size, size // 2 + i * height), line, fill="black", font=font)
-    out = io.BytesIO()
-    image.save(out, fmt)
-    return out.getvalue()
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` pixels but carries one empty IDAT: a pixel bomb."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    parts = (chunk(b"IHDR", ihdr), chunk(b"IDAT", zlib.compress(b"")), chunk(b"IEND", b""))
-    return b"\x89PNG\r\n\x1a\n" + b"".join(parts)
 
 
 # --- A small HTTP client over http.client (chunked bodies, any method, raw headers) ------------

@@ -1,0 +1,82 @@
+"""Command line: ``python -m ocr_core [--mode page|line] [--pack P] [--jsonl] FILE...`` (``-`` = stdin).
+
+Plain output is the recognised text of each file. ``--jsonl`` prints one JSON object per file:
+``Result.to_dict()`` plus ``"file"``, or ``{"file", "ok": false, "error": {...}}`` for a file that
+failed. Every file is processed; the exit status is 1 if any failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import EngineConfig, RecognizeOptions
+from .errors import ErrorCode, OcrError
+
+
+def _read(name: str, max_bytes: int) -> bytes:
+    """Read at most max_bytes + 1 bytes: enough for the core to tell the input is too large."""
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read(max_bytes + 1)
+        with Path(name).open("rb") as f:
+            return f.read(max_bytes + 1)
+    except OSError as exc:
+        raise OcrError(ErrorCode.BAD_REQUEST, f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ocr_core", description="Recognise text in images.")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="image files; - reads standard input")
+    parser.add_argument("--mode", choices=["page", "line"], default="page",
+                        help="page: detect lines first (default); line: the image is one text line")
+    parser.add_argument("--pack", help="model pack (default: CRNNOCR_PACK or the manifest's default)")
+    parser.add_argument("--cls", action="store_true", help="turn upside-down lines (0/180° classifier)")
+    parser.add_argument("--min-score", type=float, help="drop lines scoring below this (0..1)")
+    parser.add_argument("--jsonl", action="store_true", help="one JSON object per file per line")
+    args = parser.parse_args(argv)
+
+    failed = False
+
+    def emit_error(name: str, error: OcrError) -> None:
+        nonlocal failed
+        failed = True
+        if args.jsonl:
+            print(json.dumps({"file": name, **error.to_dict()}, ensure_ascii=False), flush=True)
+        else:
+            print(f"{name}: {error}", file=sys.stderr)
+
+    try:
+        from .engine import Engine
+
+        config = EngineConfig.from_env(pack=args.pack)
+        options = RecognizeOptions(mode=args.mode, use_cls=args.cls, min_score=args.min_score)
+        engine = Engine.load(config)
+    except OcrError as exc:
+        for name in args.files:
+            emit_error(name, exc)
+        return 1
+
+    for name in args.files:
+        try:
+            result = engine.recognize(_read(name, config.max_bytes), options)
+        except OcrError as exc:
+            emit_error(name, exc)
+            continue
+        except Exception as exc:  # one bad file must not stop the others
+            emit_error(name, OcrError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            continue
+        if args.jsonl:
+            record: dict[str, Any] = {"file": name, **result.to_dict()}
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        elif result.text:
+            print(result.text, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
