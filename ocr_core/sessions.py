@@ -57,19 +57,15 @@ def open_session(model_dir: Path, spec: PackSpec, role: str, threads: int) -> or
     """A CPU session for one model of the pack, from the optimised cache when present."""
     source = spec.path(model_dir, role)
     cached = optimized_model_path(model_dir, spec, role, ort.__version__)
-    if not cached.exists() and os.access(source.parent, os.W_OK):
-        try:
-            _write_optimized(source, cached)
-        except (OSError, RuntimeError):
-            pass  # The cache only saves time; a read-only or full disk must not stop OCR.
     try:
-        if cached.exists():
-            return ort.InferenceSession(
-                str(cached), _options(threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
-                providers=["CPUExecutionProvider"],
-            )
+        if not cached.exists() and os.access(source.parent, os.W_OK):
+            try:
+                _write_optimized(source, cached)
+            except OSError:
+                pass  # The cache only saves time; a read-only or full disk must not stop OCR.
+        path = cached if cached.exists() else source
         return ort.InferenceSession(
-            str(source), _options(threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
+            str(path), _options(threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
             providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs

@@ -1,0 +1,174 @@
+"""The pipeline on images rendered here from Debian fonts: text, boxes, order, threads, options."""
+
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from ocr_core import Engine, EngineConfig, RecognizeOptions
+from ocr_core.errors import ErrorCode, OcrError
+from ocr_core.layout import detection_margin, reading_order
+from ocr_core.models import installed_packs
+from tests.support import FONT, render_text
+
+PAGE_LINES = ["Order 1187 shipped", "Total due: 42.50 EUR", "Thank you, Alice"]
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def tight_line(text: str, height: int = 40) -> bytes:
+    """A line cropped to its ink with no margin, like the SROIE crops: edge glyphs touch the border."""
+    font = ImageFont.truetype(str(FONT), height)
+    left, top, right, bottom = font.getbbox(text)
+    image = Image.new("L", (right - left, bottom - top), 255)
+    ImageDraw.Draw(image).text((-left, -top), text, font=font, fill=0)
+    return png(image)
+
+
+def test_line_mode_reads_a_rendered_line(engine: Engine) -> None:
+    result = engine.recognize(render_text(["Invoice 2026-11 total 318.40"]), RecognizeOptions(mode="line"))
+    assert result.text == "Invoice 2026-11 total 318.40"
+    assert len(result.lines) == 1
+    assert result.lines[0].box == ((0.0, 0.0), (result.width, 0.0), (result.width, result.height),
+                                   (0.0, result.height))
+
+
+def test_page_mode_reads_lines_in_order_with_boxes_in_bounds(engine: Engine) -> None:
+    result = engine.recognize(render_text(PAGE_LINES))
+    assert result.text.splitlines() == PAGE_LINES
+    for line in result.lines:
+        assert 0.9 < line.score <= 1.0
+        xs, ys = zip(*line.box, strict=True)
+        assert 0 <= min(xs) <= max(xs) <= result.width
+        assert 0 <= min(ys) <= max(ys) <= result.height
+    tops = [line.box[0][1] for line in result.lines]
+    assert tops == sorted(tops)
+
+
+@pytest.mark.parametrize("text", ["WELCOME", "Total 9.99", "Kuala Lumpur"])
+def test_tight_single_line_in_page_mode_keeps_edge_characters(engine: Engine, text: str) -> None:
+    assert engine.recognize(tight_line(text)).text == text
+
+
+def test_detector_never_upscales_a_thin_line(engine: Engine) -> None:
+    detector = engine._detector.get()
+    height, width = 40, 900
+    margin = detection_margin(height, width)
+    tensor, scale = detector._prepare(np.full((height + 2 * margin, width + 2 * margin, 3), 255, np.uint8), 960)
+    assert scale == 1.0
+    assert tensor.shape[2] <= height + 2 * margin + 31
+
+
+def test_result_dict_is_the_documented_schema(engine: Engine) -> None:
+    doc = engine.recognize(render_text(PAGE_LINES)).to_dict()
+    assert set(doc) == {"ok", "text", "lines", "image", "model", "timing_ms"}
+    assert doc["ok"] is True and doc["model"] == engine.pack
+    assert set(doc["image"]) == {"width", "height"}
+    assert set(doc["timing_ms"]) == {"decode", "detect", "classify", "recognize", "total"}
+    line = doc["lines"][0]
+    assert set(line) == {"text", "score", "box"}
+    assert len(line["box"]) == 4 and all(len(p) == 2 for p in line["box"])
+
+
+def test_min_score_drops_lines(engine: Engine) -> None:
+    image = render_text(PAGE_LINES)
+    assert engine.recognize(image, RecognizeOptions(min_score=1.0)).lines == ()
+    assert len(engine.recognize(image, RecognizeOptions(min_score=0.0)).lines) == len(PAGE_LINES)
+
+
+def test_classifier_turns_upside_down_lines(engine: Engine) -> None:
+    upright = Image.open(io.BytesIO(render_text(["Upside down receipt"])))
+    flipped = png(upright.rotate(180))
+    assert engine.recognize(flipped, RecognizeOptions(use_cls=True)).text == "Upside down receipt"
+    assert engine.recognize(flipped, RecognizeOptions(use_cls=True)).timings.classify > 0
+
+
+def test_blank_page_is_an_empty_success(engine: Engine) -> None:
+    result = engine.recognize(png(Image.new("RGB", (640, 480), "white")))
+    assert result.lines == () and result.text == ""
+
+
+def test_one_engine_many_threads_gives_the_serial_results(engine: Engine) -> None:
+    inputs = [render_text(PAGE_LINES), render_text(["Line mode 123"]), tight_line("EDGE CASE")]
+    modes = ["page", "line", "page"]
+    expected = [engine.recognize(d, RecognizeOptions(mode=m)).to_dict()["lines"]
+                for d, m in zip(inputs, modes, strict=True)]
+    start = threading.Barrier(8)
+
+    def worker(seed: int) -> list[bool]:
+        start.wait()
+        outcomes = []
+        for i in range(20):
+            k = (seed + i) % len(inputs)
+            got = engine.recognize(inputs[k], RecognizeOptions(mode=modes[k])).to_dict()["lines"]
+            outcomes.append(got == expected[k])
+        return outcomes
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(worker, range(8)))
+    assert all(all(r) for r in results)
+
+
+def test_first_calls_from_many_threads_load_the_detector_once() -> None:
+    fresh = Engine.load(EngineConfig.from_env(threads=1))
+    start = threading.Barrier(4)
+
+    def call(_: int) -> str:
+        start.wait()
+        return fresh.recognize(render_text(["Race at start"])).text
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(call, range(4))) == {"Race at start"}
+
+
+@pytest.mark.parametrize("pack", installed_packs(EngineConfig().model_dir) or ["(none installed)"])
+def test_every_installed_pack_reads_a_line(pack: str) -> None:
+    if pack == "(none installed)":
+        pytest.skip("SKIPPED LOUDLY: no model pack installed; run `make models-all`")
+    engine = Engine.load(EngineConfig.from_env(pack=pack, threads=1))
+    assert engine.recognize(tight_line("Hello world 2026"), RecognizeOptions(mode="line")).text == \
+        "Hello world 2026"
+    # PP-OCRv4 drops most spaces in English; compare the characters.
+    assert engine.recognize(render_text(PAGE_LINES)).text.replace(" ", "").splitlines() == \
+        [line.replace(" ", "") for line in PAGE_LINES]
+
+
+def test_bad_options_are_bad_requests() -> None:
+    with pytest.raises(OcrError) as caught:
+        RecognizeOptions(mode="column")  # type: ignore[arg-type]
+    assert caught.value.code is ErrorCode.BAD_REQUEST
+    with pytest.raises(OcrError):
+        RecognizeOptions(min_score=1.5)
+    with pytest.raises(OcrError):
+        EngineConfig.from_env({"CRNNOCR_THREADS": "many"})
+    assert EngineConfig.from_env({"CRNNOCR_MAX_BYTES": "1000", "CRNNOCR_PACK": "ppocr-v4"}).max_bytes == 1000
+
+
+def _quad(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
+
+
+def test_reading_order_two_columns_under_a_heading() -> None:
+    heading = [_quad(40, 10, 760, 40)]
+    left = [_quad(40, 60 + 30 * i, 380, 80 + 30 * i) for i in range(6)]
+    right = [_quad(420, 60 + 30 * i, 760, 80 + 30 * i) for i in range(6)]
+    quads = heading + right + left  # detector order is arbitrary
+    order = reading_order(quads)
+    expected = [0, *range(7, 13), *range(1, 7)]
+    assert order == expected
+
+
+def test_reading_order_keeps_receipt_rows_together() -> None:
+    rows = []
+    for i in range(8):
+        rows += [_quad(20, 20 + 30 * i, 200 + 10 * i, 40 + 30 * i), _quad(400, 22 + 30 * i, 460, 42 + 30 * i)]
+    assert reading_order(rows) == list(range(16))
