@@ -63,7 +63,8 @@ def test_detector_never_upscales_a_thin_line(engine: Engine) -> None:
     detector = engine._detector.get()
     height, width = 40, 900
     margin = detection_margin(height, width)
-    tensor, scale = detector._prepare(np.full((height + 2 * margin, width + 2 * margin, 3), 255, np.uint8), 960)
+    blank = np.full((height + 2 * margin, width + 2 * margin, 3), 255, np.uint8)
+    tensor, scale = detector._prepare(blank, 960)
     assert scale == 1.0
     assert tensor.shape[2] <= height + 2 * margin + 31
 

@@ -46,8 +46,8 @@ def score_with_reference(engine: Engine, set_name: str, kind: str | None, mode: 
         for row in rows:
             result = engine.recognize((set_dir / row["image"]).read_bytes(), RecognizeOptions(mode=mode))
             out.write(json.dumps({"image": row["image"], "text": result.text}, ensure_ascii=False) + "\n")
-    done = subprocess.run([sys.executable, str(EVAL_DIR / "score.py"), str(subset), str(predictions), "--json"],
-                          capture_output=True, text=True, check=True)
+    command = [sys.executable, str(EVAL_DIR / "score.py"), str(subset), str(predictions), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
 

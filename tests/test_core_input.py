@@ -86,7 +86,7 @@ HOSTILE = {
     "empty": (b"", ErrorCode.BAD_REQUEST),
     "random": (np.random.default_rng(7).bytes(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
     "text": (b"hello, this is not an image\n" * 20, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
-    "pdf": (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer <<>>\n%%EOF\n", ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    "pdf": (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n", ErrorCode.UNSUPPORTED_MEDIA_TYPE),
     "gif": (encode(Image.new("P", (20, 20)), "GIF"), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
     "truncated_png": (_truncated("PNG"), ErrorCode.DECODE_FAILED),
     "truncated_jpeg": (_truncated("JPEG"), ErrorCode.DECODE_FAILED),

@@ -108,7 +108,8 @@ def test_a_classic_one_channel_32px_crnn_is_describable() -> None:
     class RecordingSession:
         """Stands in for onnxruntime only to capture the tensor the recogniser builds."""
 
-        seen: list[np.ndarray] = []
+        def __init__(self) -> None:
+            self.seen: list[np.ndarray] = []
 
         def get_inputs(self) -> list[FakeInput]:
             return [FakeInput()]
