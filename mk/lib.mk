@@ -9,7 +9,7 @@ BUILD ?= build
 PREFIX ?= /usr/local
 DESTDIR ?=
 CC ?= cc
-C_WARNINGS := -std=c99 -Wall -Wextra -Werror -pedantic
+CLIENT_CFLAGS := -std=c99 -Wall -Wextra -Werror -pedantic
 LIB_SO := $(BUILD)/libcrnnocr.so.0
 LIB_SOURCES := bindings/build_lib.py bindings/capi.c bindings/bridge.py bindings/crnnocr.h \
 	bindings/libcrnnocr.map ocr_core/errors.py
@@ -24,14 +24,14 @@ $(LIB_SO): $(LIB_SOURCES)
 c-clients: $(BUILD)/ocr_file $(BUILD)/ocr_post $(BUILD)/bench_calls
 
 $(BUILD)/ocr_file: c_client/ocr_file.c bindings/crnnocr.h $(LIB_SO)
-	$(CC) $(C_WARNINGS) -O2 -Ibindings $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN' -lcrnnocr -o $@
+	$(CC) $(CLIENT_CFLAGS) -O2 -Ibindings $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN' -lcrnnocr -o $@
 
 $(BUILD)/bench_calls: c_client/bench_calls.c bindings/crnnocr.h $(LIB_SO)
-	$(CC) $(C_WARNINGS) -O2 -pthread -Ibindings $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN' -lcrnnocr -o $@
+	$(CC) $(CLIENT_CFLAGS) -O2 -pthread -Ibindings $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN' -lcrnnocr -o $@
 
 # libc only: the firmware-style client needs nothing else.
 $(BUILD)/ocr_post: c_client/ocr_post.c
-	$(CC) $(C_WARNINGS) -O2 $< -o $@
+	$(CC) $(CLIENT_CFLAGS) -O2 $< -o $@
 
 install: lib
 	$(PY) bindings/install.py --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
