@@ -31,6 +31,7 @@ $(BUILD)/bench_calls: c_client/bench_calls.c bindings/crnnocr.h $(LIB_SO)
 
 # libc only: the firmware-style client needs nothing else.
 $(BUILD)/ocr_post: c_client/ocr_post.c
+	@mkdir -p $(@D)
 	$(CC) $(CLIENT_CFLAGS) -O2 $< -o $@
 
 install: lib
