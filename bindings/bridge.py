@@ -55,7 +55,7 @@ try:
     )
 
     _IMPORT_ERROR = None
-except Exception as exc:  # noqa: BLE001 - any import failure becomes the message of every call
+except Exception as exc:  # any import failure becomes the message of every call
     _IMPORT_ERROR = (
         f"libcrnnocr: cannot import ocr_core from {_HOME} with the Python environment {_VENV}: "
         f"{type(exc).__name__}: {exc}. Reinstall (make install), or set CRNNOCR_HOME to a directory "
@@ -85,7 +85,7 @@ def _guarded(function):
             _set_error(exc.code.number, exc.message)
         except MemoryError:
             _set_error(_E_INTERNAL, "out of memory")
-        except BaseException as exc:  # noqa: BLE001 - nothing may cross into C, not even SystemExit
+        except BaseException as exc:  # nothing may cross into C, not even SystemExit
             _set_error(_E_INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
         return _RAN
 
