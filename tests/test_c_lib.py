@@ -296,7 +296,7 @@ def test_runs_without_debians_python_packages(install: Install) -> None:
     assert records(out, "call")[0][1] == "0", out
 
 
-def test_missing_runtime_is_an_error_with_a_remedy(install: Install, tmp_path: Path) -> None:
+def test_missing_runtime_is_an_error_with_a_remedy(install: Install) -> None:
     image = eval_image(LINE_IMAGES[0])
     out = run(
         [install.program("test_api"), "inputs", image], env=clean_env(CRNNOCR_VENV="/nonexistent/venv")
@@ -304,7 +304,9 @@ def test_missing_runtime_is_an_error_with_a_remedy(install: Install, tmp_path: P
     for _name, code, message, _text in (c for c in records(out, "call") if c[0] == "good"):
         assert code == str(ErrorCode.MODEL_UNAVAILABLE.number)
         assert "/nonexistent/venv" in message and "CRNNOCR_VENV" in message
-    env = clean_env(CRNNOCR_HOME=str(tmp_path), CRNNOCR_VENV=str(install.runtime / "venv"))
+    empty_home = install.work / "empty-home"
+    empty_home.mkdir(exist_ok=True)
+    env = clean_env(CRNNOCR_HOME=str(empty_home), CRNNOCR_VENV=str(install.runtime / "venv"))
     out = run([install.program("test_api"), "inputs", image], env=env).stdout
     _name, code, message, _text = records(out, "call")[1]
     assert code == str(ErrorCode.MODEL_UNAVAILABLE.number)

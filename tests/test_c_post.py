@@ -24,15 +24,21 @@ C99 = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 
 @pytest.fixture(scope="module")
-def ocr_post() -> Iterator[Path]:
+def work() -> Iterator[Path]:
+    """Scratch space removed after the module (pytest's work would keep it)."""
     with tempfile.TemporaryDirectory(prefix="crnnocr-post-") as tmp:
-        program = Path(tmp) / "ocr_post"
-        subprocess.run(
-            ["cc", *C99, "-O1", str(ROOT / "c_client" / "ocr_post.c"), "-o", str(program)],
-            check=True,
-            capture_output=True,
-        )
-        yield program
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="module")
+def ocr_post(work: Path) -> Path:
+    program = work / "ocr_post"
+    subprocess.run(
+        ["cc", *C99, "-O1", str(ROOT / "c_client" / "ocr_post.c"), "-o", str(program)],
+        check=True,
+        capture_output=True,
+    )
+    return program
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +89,8 @@ def test_same_text_as_the_python_engine(
     assert json.loads(reply.stdout)["text"] == engine.recognize(page.read_bytes()).text
 
 
-def test_http_errors_exit_22_and_still_print_the_body(ocr_post: Path, server: Server, tmp_path: Path) -> None:
-    junk = tmp_path / "junk.bin"
+def test_http_errors_exit_22_and_still_print_the_body(ocr_post: Path, server: Server, work: Path) -> None:
+    junk = work / "junk.bin"
     junk.write_bytes(os.urandom(2048))
     reply = post(ocr_post, server.cgi_url, junk)
     assert reply.returncode == 22
@@ -92,15 +98,15 @@ def test_http_errors_exit_22_and_still_print_the_body(ocr_post: Path, server: Se
     assert b"415" in reply.stderr
 
 
-def test_connection_refused_exits_7(ocr_post: Path, tmp_path: Path) -> None:
-    image = tmp_path / "x.png"
+def test_connection_refused_exits_7(ocr_post: Path, work: Path) -> None:
+    image = work / "x.png"
     image.write_bytes(b"\x89PNG")
     reply = post(ocr_post, "--connect-timeout", "2", f"http://127.0.0.1:{free_port()}/cgi-bin/ocr.cgi", image)
     assert reply.returncode == 7, reply.stderr
 
 
-def test_a_silent_server_times_out_with_28(ocr_post: Path, tmp_path: Path) -> None:
-    image = tmp_path / "x.png"
+def test_a_silent_server_times_out_with_28(ocr_post: Path, work: Path) -> None:
+    image = work / "x.png"
     image.write_bytes(b"\x89PNG")
     with socket.socket() as listener:  # accepts (via the backlog) and never answers
         listener.bind(("127.0.0.1", 0))
@@ -111,7 +117,7 @@ def test_a_silent_server_times_out_with_28(ocr_post: Path, tmp_path: Path) -> No
     assert b"timed out" in reply.stderr
 
 
-def test_usage_and_unreadable_file(ocr_post: Path, tmp_path: Path) -> None:
+def test_usage_and_unreadable_file(ocr_post: Path, work: Path) -> None:
     assert post(ocr_post).returncode == 2
-    assert post(ocr_post, "https://127.0.0.1/x", tmp_path).returncode == 2
-    assert post(ocr_post, "http://127.0.0.1:9/x", tmp_path / "missing.png").returncode == 26
+    assert post(ocr_post, "https://127.0.0.1/x", work).returncode == 2
+    assert post(ocr_post, "http://127.0.0.1:9/x", work / "missing.png").returncode == 26
