@@ -164,9 +164,12 @@ typedef struct ocr_options {
     int threads;            /* ONNX Runtime threads per call: 0 = all cores (best for one caller),
                                1 = best when several threads call at once; -1 = CRNNOCR_THREADS
                                or 0 */
-    size_t max_bytes;       /* refuse larger inputs (OCR_E_PAYLOAD_TOO_LARGE); 0 = default 20 MiB */
-    size_t max_pixels;      /* refuse larger images (OCR_E_IMAGE_TOO_LARGE); 0 = default 40e6 */
-    int det_max_side;       /* detector input size limit in pixels, 32..8192; 0 = default 960 */
+    size_t max_bytes;       /* refuse larger inputs (OCR_E_PAYLOAD_TOO_LARGE);
+                               0 = CRNNOCR_MAX_BYTES or 20 MiB */
+    size_t max_pixels;      /* refuse larger images (OCR_E_IMAGE_TOO_LARGE);
+                               0 = CRNNOCR_MAX_PIXELS or 40 million */
+    int det_max_side;       /* detector input size limit in pixels, 32..8192;
+                               0 = CRNNOCR_DET_MAX_SIDE or 960 */
     /* Defaults for each ocr_engine_recognize call: */
     ocr_mode mode;          /* OCR_MODE_PAGE (default) or OCR_MODE_LINE */
     int use_cls;            /* nonzero: detect and turn upside-down lines (slower); default 0 */
@@ -178,9 +181,10 @@ void ocr_options_init(ocr_options *o);
 
 /*
  * Creates an engine and stores it in *out (set to NULL on failure).
- * `o` may be NULL for all defaults. Checks the options and that the model pack
- * exists; the models themselves load on the first call that needs them (line
- * mode never loads the detector). Starts Python if this is the first call.
+ * `o` may be NULL for all defaults. Checks the options and the model pack and
+ * loads the recogniser; the detector and the classifier load on the first call
+ * that needs them (line mode never loads the detector). Starts Python if this
+ * is the first call.
  *
  * Returns OCR_OK, OCR_E_BAD_REQUEST (NULL `out`, invalid option, options not
  * initialised by ocr_options_init) or OCR_E_MODEL_UNAVAILABLE (pack missing or
