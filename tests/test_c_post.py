@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ocr_core import Engine, EngineConfig, RecognizeOptions
-from tests.servers import Server, free_port, installed_tree, running_server
+from tests.servers import Server, free_port, installed_tree, missing_models, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = Path(os.environ.get("CRNNOCR_EVAL") or ROOT.parent / "shared" / "eval")
@@ -45,12 +45,16 @@ def ocr_post(work: Path) -> Path:
 def server() -> Iterator[Server]:
     if shutil.which("lighttpd") is None:
         pytest.skip("lighttpd missing (Debian package lighttpd)")
+    if reason := missing_models():
+        pytest.skip(reason)
     with installed_tree() as prefix, running_server("lighttpd", prefix) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
+    if reason := missing_models():
+        pytest.skip(reason)
     return Engine.load(EngineConfig())
 
 
