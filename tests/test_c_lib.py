@@ -313,6 +313,21 @@ def test_missing_runtime_is_an_error_with_a_remedy(install: Install) -> None:
     assert "cannot import ocr_core" in message and "CRNNOCR_HOME" in message
 
 
+def test_a_venv_without_cffi_is_an_error_not_a_crash(install: Install) -> None:
+    """cffi imports _cffi_backend before any of our Python runs: a venv lacking it must fail cleanly."""
+    bare = install.work / "bare-venv"
+    if not bare.exists():
+        run(["/usr/bin/python3", "-m", "venv", "--without-pip", bare])
+    result = run(
+        [install.program("ocr_file"), "--line", eval_image(LINE_IMAGES[0])],
+        env=clean_env(CRNNOCR_VENV=str(bare)),
+        check=False,
+    )
+    assert result.returncode == ErrorCode.MODEL_UNAVAILABLE.number
+    assert "No module named '_cffi_backend'" in result.stderr  # cffi's own report
+    assert "CRNNOCR_VENV" in result.stderr.splitlines()[-1]  # ours, with the remedy
+
+
 def test_crnnocr_home_may_name_a_checkout(install: Install) -> None:
     out = run(
         [install.program("test_api"), "maps", eval_image(LINE_IMAGES[0])],
