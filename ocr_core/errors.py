@@ -35,7 +35,9 @@ class ErrorCode(enum.StrEnum):
         "unsupported_media_type", 6, 415, "the input is not an image format that is supported",
     )
     DECODE_FAILED = ("decode_failed", 7, 422, "the image is damaged or cannot be decoded")
-    MODEL_UNAVAILABLE = ("model_unavailable", 8, 503, "the model files are missing or corrupt")
+    MODEL_UNAVAILABLE = (
+        "model_unavailable", 8, 503, "the model files or the engine's runtime are missing or corrupt",
+    )
     TIMEOUT = ("timeout", 9, 503, "the request took longer than the time limit")
     INTERNAL = ("internal", 10, 500, "an internal error occurred")
 
