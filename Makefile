@@ -49,9 +49,10 @@ demo: venv
 	@echo "--- OCR of samples/receipt.png:"
 	$(PY) -m ocr_core samples/receipt.png
 
+# CRNNOCR_VALGRIND=1: the C library's memcheck run (minutes of CPU) is part of every full run.
 test: prerequisites
 	$(PY) -m ruff check .
-	$(PY) -m pytest tests
+	CRNNOCR_VALGRIND=1 $(PY) -m pytest tests
 
 lint: venv
 	$(PY) -m ruff check .

@@ -96,7 +96,7 @@ def _ensure_optimized_models(root: Path) -> None:
 
 
 def _make_world_readable(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             path = Path(dirpath, name)

@@ -57,7 +57,7 @@ def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSett
         if exc.code.http_status >= 500:  # the server's problem, not the client's: tell the operator
             log(f"{exc.code.value}: {exc.message}")
         response = error_response(exc)
-    except Exception as exc:  # noqa: BLE001 -- a bug: log one line, never show a traceback to the client
+    except Exception as exc:  # a bug: log one line, never show a traceback to the client
         log(f"internal error: {type(exc).__name__}: {exc}")
         response = error_response(OcrError(ErrorCode.INTERNAL, "internal error; see the server's error log"))
     return response.with_headers(*cors)

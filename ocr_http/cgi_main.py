@@ -123,7 +123,7 @@ def main() -> NoReturn:
     except OcrError as exc:  # a misconfigured environment
         log(f"configuration error: {exc}")
         response = error_response(exc)
-    except Exception as exc:  # noqa: BLE001 -- last resort: respond() already maps everything it runs
+    except Exception as exc:  # last resort: respond() already maps everything it runs
         log(f"internal error: {type(exc).__name__}: {exc}")
         response = error_response(OcrError(ErrorCode.INTERNAL, "internal error; see the server's error log"))
     output.commit(response.to_cgi(include_body=not head_only))

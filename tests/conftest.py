@@ -1,11 +1,14 @@
-"""Fixtures shared by the core tests. Data helpers live in tests/support.py."""
+"""Fixtures shared by the test modules. Data helpers live in tests/support.py."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
 from ocr_core import Engine, EngineConfig
 from ocr_core.errors import OcrError
+from tests.support import EVAL_DIR, load_score
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +18,12 @@ def engine() -> Engine:
         return Engine.load(EngineConfig.from_env())
     except OcrError as exc:
         pytest.skip(f"SKIPPED LOUDLY: default model pack not installed ({exc}); run `make models`")
+
+
+@pytest.fixture(scope="session")
+def norm() -> Callable[[str], str]:
+    """score.py's own normalisation for English text (case-folded), so CER bounds mean the same."""
+    score = load_score()
+    if score is None:
+        pytest.skip(f"SKIPPED LOUDLY: no score.py in {EVAL_DIR}: eval data missing (set CRNNOCR_EVAL)")
+    return lambda text: score.norm(text, "en")

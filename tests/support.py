@@ -87,3 +87,13 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     parts = (chunk(b"IHDR", ihdr), chunk(b"IDAT", zlib.compress(b"")), chunk(b"IEND", b""))
     return b"\x89PNG\r\n\x1a\n" + b"".join(parts)
+
+
+def eval_file(relative: str) -> Path:
+    """A file of the eval data, or a loud skip when the data is not there."""
+    import pytest
+
+    path = EVAL_DIR / relative
+    if not path.is_file():
+        pytest.skip(f"SKIPPED LOUDLY: eval file {path} missing (CI has ../shared/eval; set CRNNOCR_EVAL)")
+    return path

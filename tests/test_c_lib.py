@@ -25,13 +25,12 @@ import pytest
 from ocr_core import Engine, EngineConfig, ErrorCode, RecognizeOptions, __version__
 from ocr_core.config import DEFAULT_PACK
 from ocr_core.models import installed_packs
+from tests.support import FONT, eval_file
 
 ROOT = Path(__file__).resolve().parent.parent
 C_CLIENT = ROOT / "c_client"
 HEADER = ROOT / "bindings" / "crnnocr.h"
 C99 = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-EVAL = Path(os.environ.get("CRNNOCR_EVAL") or ROOT.parent / "shared" / "eval")
-FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 LINE_IMAGES = ("sroie_lines_en/images/sroie_040_l1.png", "sroie_lines_en/images/sroie_040_l2.png")
 PAGE_IMAGE = "en_screenshots/images/easydict_ocr-en-text-5.png"
 RUN_TIMEOUT_S = 300
@@ -138,12 +137,6 @@ def install() -> Iterator[Install]:
 def engine() -> Engine:
     return Engine.load(EngineConfig())
 
-
-def eval_image(relative: str) -> Path:
-    path = EVAL / relative
-    if not path.is_file():
-        pytest.skip(f"SKIPPED LOUDLY: eval image {path} missing (set CRNNOCR_EVAL to ../shared/eval)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +264,7 @@ def test_destdir_stages_a_tree_that_still_works_when_moved(install: Install) -> 
                 program,
             ]
         )
-        out = run([program, "maps", eval_image(LINE_IMAGES[0])]).stdout
+        out = run([program, "maps", eval_file(LINE_IMAGES[0])]).stdout
         assert records(out, "call")[0][1] == "0"
         assert all(path.startswith(str(root)) for (path,) in records(out, "mapped") if "_cffi" in path)
 
@@ -280,7 +273,7 @@ def test_destdir_stages_a_tree_that_still_works_when_moved(install: Install) -> 
 
 
 def test_cffi_backend_is_the_installed_venvs(install: Install) -> None:
-    out = run([install.program("test_api"), "maps", eval_image(LINE_IMAGES[0])]).stdout
+    out = run([install.program("test_api"), "maps", eval_file(LINE_IMAGES[0])]).stdout
     backends = {path.strip() for (path,) in records(out, "mapped") if "_cffi_backend" in path}
     assert backends and all(b.startswith(str(install.runtime / "venv")) for b in backends), backends
 
@@ -292,12 +285,12 @@ def test_runs_without_debians_python_packages(install: Install) -> None:
     probe = run(["unshare", "--mount", "sh", "-c", f"mount -t tmpfs none {dist_packages}"], check=False)
     if probe.returncode != 0:
         pytest.skip(f"cannot hide {dist_packages} in a mount namespace: {probe.stderr.strip()}")
-    out = run(["unshare", "--mount", "sh", "-c", script.format(image=eval_image(LINE_IMAGES[0]))]).stdout
+    out = run(["unshare", "--mount", "sh", "-c", script.format(image=eval_file(LINE_IMAGES[0]))]).stdout
     assert records(out, "call")[0][1] == "0", out
 
 
 def test_missing_runtime_is_an_error_with_a_remedy(install: Install) -> None:
-    image = eval_image(LINE_IMAGES[0])
+    image = eval_file(LINE_IMAGES[0])
     out = run(
         [install.program("test_api"), "inputs", image], env=clean_env(CRNNOCR_VENV="/nonexistent/venv")
     ).stdout
@@ -319,7 +312,7 @@ def test_a_venv_without_cffi_is_an_error_not_a_crash(install: Install) -> None:
     if not bare.exists():
         run(["/usr/bin/python3", "-m", "venv", "--without-pip", bare])
     result = run(
-        [install.program("ocr_file"), "--line", eval_image(LINE_IMAGES[0])],
+        [install.program("ocr_file"), "--line", eval_file(LINE_IMAGES[0])],
         env=clean_env(CRNNOCR_VENV=str(bare)),
         check=False,
     )
@@ -330,7 +323,7 @@ def test_a_venv_without_cffi_is_an_error_not_a_crash(install: Install) -> None:
 
 def test_crnnocr_home_may_name_a_checkout(install: Install) -> None:
     out = run(
-        [install.program("test_api"), "maps", eval_image(LINE_IMAGES[0])],
+        [install.program("test_api"), "maps", eval_file(LINE_IMAGES[0])],
         env=clean_env(CRNNOCR_HOME=str(ROOT)),
     ).stdout
     assert records(out, "call")[0][1] == "0"
@@ -341,8 +334,8 @@ def test_crnnocr_home_may_name_a_checkout(install: Install) -> None:
 
 
 def test_ocr_file_matches_the_python_engine_on_eval_images(install: Install, engine: Engine) -> None:
-    lines = [eval_image(p) for p in LINE_IMAGES]
-    page = eval_image(PAGE_IMAGE)
+    lines = [eval_file(p) for p in LINE_IMAGES]
+    page = eval_file(PAGE_IMAGE)
     out = run([install.program("ocr_file"), "--json", "--line", *lines]).stdout.splitlines()
     for path, document in zip(lines, out, strict=True):
         want = engine.recognize(path.read_bytes(), RecognizeOptions(mode="line")).to_dict()
@@ -364,7 +357,7 @@ def test_ocr_file_matches_the_python_engine_on_a_rendered_page(
 
 
 def test_engine_api_results_match_the_python_engine(install: Install, engine: Engine) -> None:
-    image = eval_image(LINE_IMAGES[0])
+    image = eval_file(LINE_IMAGES[0])
     out = run([install.program("test_api"), "engine", image]).stdout
     assert "inconsistent" not in out
     want = engine.recognize(image.read_bytes())
@@ -392,7 +385,7 @@ def test_engine_api_results_match_the_python_engine(install: Install, engine: En
 
 
 def test_bad_inputs_fail_with_the_right_code_and_the_next_call_works(install: Install) -> None:
-    good = eval_image(LINE_IMAGES[0])
+    good = eval_file(LINE_IMAGES[0])
     cases = {
         "random.bin": (os.urandom(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE, "not a JPEG, PNG"),
         "truncated.png": (good.read_bytes()[:200], ErrorCode.DECODE_FAILED, "truncated"),
@@ -418,14 +411,14 @@ def test_bad_inputs_fail_with_the_right_code_and_the_next_call_works(install: In
 
 
 def test_byte_limit_from_the_environment(install: Install) -> None:
-    image = eval_image(LINE_IMAGES[0])
+    image = eval_file(LINE_IMAGES[0])
     out = run([install.program("test_api"), "inputs", image], env=clean_env(CRNNOCR_MAX_BYTES="100")).stdout
     _name, code, message, _text = records(out, "call")[1]
     assert int(code) == ErrorCode.PAYLOAD_TOO_LARGE.number and "limit" in message
 
 
 def test_bad_engine_options_are_refused(install: Install) -> None:
-    out = run([install.program("test_api"), "engine", eval_image(LINE_IMAGES[0])]).stdout
+    out = run([install.program("test_api"), "engine", eval_file(LINE_IMAGES[0])]).stdout
     engines = {name: (int(code), message) for name, code, message in records(out, "engine")}
     assert engines["missing_model_dir"][0] == ErrorCode.MODEL_UNAVAILABLE.number
     assert "/nonexistent/crnnocr-models" in engines["missing_model_dir"][1]
@@ -452,7 +445,7 @@ def test_ocr_file_exit_status(install: Install) -> None:
 
 def test_readme_example(install: Install) -> None:
     example = install.program("example")
-    assert run([example, eval_image(LINE_IMAGES[0])]).stdout == "BIZDATE:12/03/2018\n"
+    assert run([example, eval_file(LINE_IMAGES[0])]).stdout == "BIZDATE:12/03/2018\n"
     failed = run([example], check=False)
     assert failed.returncode == 1 and "ocr failed (1)" in failed.stderr
     readme = (ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").is_file() else ""
@@ -470,7 +463,7 @@ def _bench(install: Install, *args: str | Path) -> dict:
 
 
 def test_eight_threads_share_one_engine(install: Install, engine: Engine) -> None:
-    image = eval_image(LINE_IMAGES[1])
+    image = eval_file(LINE_IMAGES[1])
     expect = install.work / "expect-line.txt"
     expect.write_text(engine.recognize(image.read_bytes(), RecognizeOptions(mode="line")).text)
     report = _bench(
@@ -491,7 +484,7 @@ def test_eight_threads_share_one_engine(install: Install, engine: Engine) -> Non
 
 
 def test_eight_threads_first_call_at_once_through_ocr_recognize(install: Install, engine: Engine) -> None:
-    image = eval_image(LINE_IMAGES[0])
+    image = eval_file(LINE_IMAGES[0])
     expect = install.work / "expect-page.txt"
     expect.write_text(engine.recognize(image.read_bytes()).text)
     report = _bench(
@@ -530,7 +523,7 @@ def test_rss_stays_flat_over_many_calls(install: Install) -> None:
         "300",
         "--ort-threads",
         "1",
-        eval_image(LINE_IMAGES[0]),
+        eval_file(LINE_IMAGES[0]),
     )
     growth_kb = report["rss_kb_after"] - report["rss_kb_before"]
     print(f"RSS growth over 300 line calls: {growth_kb} KiB")
@@ -540,7 +533,7 @@ def test_rss_stays_flat_over_many_calls(install: Install) -> None:
 @pytest.mark.skipif(
     os.environ.get("CRNNOCR_VALGRIND") != "1",
     reason="SKIPPED LOUDLY: the valgrind run needs ~3 CPU minutes (Python + ONNX Runtime under memcheck); "
-    "run it with `make c-memcheck` (sets CRNNOCR_VALGRIND=1)",
+    "`make test` and `make c-memcheck` set CRNNOCR_VALGRIND=1 to run it",
 )
 def test_valgrind_ocr_file(install: Install) -> None:
     """No invalid access anywhere, no definitely-lost block; suppressions: c_client/valgrind.supp."""
@@ -558,7 +551,7 @@ def test_valgrind_ocr_file(install: Install) -> None:
             f"--log-file={log}",
             install.program("ocr_file"),
             "--line",
-            *(eval_image(p) for p in LINE_IMAGES),
+            *(eval_file(p) for p in LINE_IMAGES),
         ],
         timeout=900,
         check=False,

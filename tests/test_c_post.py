@@ -15,9 +15,9 @@ import pytest
 
 from ocr_core import Engine, EngineConfig, RecognizeOptions
 from tests.servers import Server, free_port, installed_tree, missing_models, running_server
+from tests.support import eval_file
 
 ROOT = Path(__file__).resolve().parent.parent
-EVAL = Path(os.environ.get("CRNNOCR_EVAL") or ROOT.parent / "shared" / "eval")
 LINE_IMAGE = "sroie_lines_en/images/sroie_040_l1.png"
 PAGE_IMAGE = "en_screenshots/images/easydict_ocr-en-text-5.png"
 C99 = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -58,12 +58,6 @@ def engine() -> Engine:
     return Engine.load(EngineConfig())
 
 
-def eval_image(relative: str) -> Path:
-    path = EVAL / relative
-    if not path.is_file():
-        pytest.skip(f"SKIPPED LOUDLY: eval image {path} missing (set CRNNOCR_EVAL to ../shared/eval)")
-    return path
-
 
 def post(program: Path, *args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([str(program), *map(str, args)], capture_output=True, timeout=timeout, check=False)
@@ -81,13 +75,13 @@ def test_links_nothing_but_libc(ocr_post: Path) -> None:
 def test_same_text_as_the_python_engine(
     ocr_post: Path, server: Server, engine: Engine, form: list[str]
 ) -> None:
-    line = eval_image(LINE_IMAGE)
+    line = eval_file(LINE_IMAGE)
     reply = post(ocr_post, *form, f"{server.cgi_url}?format=text&mode=line", line)
     assert reply.returncode == 0, reply.stderr
     want = engine.recognize(line.read_bytes(), RecognizeOptions(mode="line")).text
     assert reply.stdout.decode().rstrip("\n") == want
 
-    page = eval_image(PAGE_IMAGE)
+    page = eval_file(PAGE_IMAGE)
     reply = post(ocr_post, *form, "--type", "image/png", server.cgi_url, page)
     assert reply.returncode == 0, reply.stderr
     assert json.loads(reply.stdout)["text"] == engine.recognize(page.read_bytes()).text

@@ -28,7 +28,6 @@ from tests.servers import (
     cer,
     eval_samples,
     installed_tree,
-    load_score,
     missing_models,
     multipart,
     png_header_only,
@@ -60,13 +59,6 @@ def server(request: pytest.FixtureRequest, prefix: Path) -> Iterator[Server]:
     with running_server(kind, prefix, env={"CRNNOCR_CORS_ORIGINS": ALLOWED_ORIGIN}) as srv:
         yield srv
 
-
-@pytest.fixture(scope="module")
-def norm() -> Callable[[str], str]:
-    score = load_score()
-    if score is None:
-        pytest.skip(f"NO score.py IN {EVAL_DIR}: eval data missing (set CRNNOCR_EVAL)")
-    return lambda text: score.norm(text, "en")
 
 
 def _samples(set_name: str, count: int) -> list[Sample]:

@@ -27,7 +27,6 @@ from tests.servers import (
     cer,
     eval_samples,
     installed_tree,
-    load_score,
     missing_models,
     render_text,
     running_server,
@@ -155,13 +154,6 @@ def _wait_result(page: DevTools) -> dict[str, Any]:
     })""")
     return {**shown, "busy": busy}
 
-
-@pytest.fixture(scope="module")
-def norm() -> Callable[[str], str]:
-    score = load_score()
-    if score is None:
-        pytest.skip(f"NO score.py IN {EVAL_DIR}: eval data missing (set CRNNOCR_EVAL)")
-    return lambda text: score.norm(text, "en")
 
 
 def test_page_recognises_a_chosen_receipt(page: DevTools, norm: Callable[[str], str]) -> None:
