@@ -16,7 +16,7 @@ from bench.accuracy import EngineRun, run_engine
 from bench.engines.specs import ONNX_THREADS, ROOT, EngineSpec, crnnocr, peers
 from bench.losses import load_score_module
 from bench.report import RunResult, render
-from bench.speed import COLD_RUNS, EngineSpeed, measure
+from bench.speed import COLD_RUNS, EngineSpeed, measure, warm_medians
 from bench.tasks import Task, discover, read_labels
 
 DEFAULT_PACK = "ppocr-v6-small"
@@ -143,6 +143,8 @@ def main() -> None:
     runs: list[EngineRun] = [run_engine(e, tasks, eval_dir, score_py, work) for e in engines]
 
     speed: dict[str, EngineSpeed] = {}
+    warm: dict[str, dict[str, float]] = {}
+    line_task, page_task = _task_id(tasks, LINE_SET, "line"), _task_id(tasks, PAGE_SET, "page")
     if "speed" not in skip:
         # One fixed line; the biggest receipt, so the memory figure is the set's worst case.
         line_image = eval_dir / LINE_SET / read_labels(eval_dir / LINE_SET)[0]["image"]
@@ -150,10 +152,12 @@ def main() -> None:
             (eval_dir / PAGE_SET / r["image"] for r in read_labels(eval_dir / PAGE_SET)),
             key=lambda p: p.stat().st_size,
         )
-        for run in runs:
-            if not run.skipped:
-                print(f"== speed: {run.engine.title}", file=sys.stderr, flush=True)
-                speed[run.engine.key] = measure(run.engine, line_image, page_image)
+        live = [run for run in runs if not run.skipped]
+        speed_rows = [t for t in tasks if t.id in (line_task, page_task)]
+        warm = warm_medians(live, speed_rows, eval_dir, score_py, work)
+        for engine in (run.engine for run in live):
+            print(f"== cold start and memory: {engine.title}", file=sys.stderr, flush=True)
+            speed[engine.key] = measure(engine, line_image, page_image)
 
     default_key = crnnocr(DEFAULT_PACK).key
     sections = []
@@ -163,14 +167,8 @@ def main() -> None:
         sections.append(cbench.run(eval_dir))
 
     header = _header(eval_dir, tasks, args, started)
-    result = RunResult(header, tasks, runs, speed, sections, work, default_key)
-    report = render(
-        result,
-        load_score_module(score_py),
-        _task_id(tasks, LINE_SET, "line"),
-        _task_id(tasks, PAGE_SET, "page"),
-        SAME_PACK_PEER,
-    )
+    result = RunResult(header, tasks, runs, speed, warm, sections, work, default_key)
+    report = render(result, load_score_module(score_py), line_task, page_task, SAME_PACK_PEER)
     # Other work on a 2-core machine skews every timing: show how busy it was.
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     report += (

@@ -38,6 +38,7 @@ class RunResult:
     tasks: list[Task]
     runs: list[EngineRun]
     speed: dict[str, EngineSpeed]  # engine key -> cold/RSS figures
+    warm: dict[str, dict[str, float]]  # engine key -> row id -> warm median ms from the speed rounds
     sections: list[Section]
     work_dir: Path  # where PRED files live, for the loss analysis
     default_key: str  # the engine key of crnnocr with the default pack
@@ -129,9 +130,7 @@ def detail_tables(result: RunResult) -> list[str]:
 
 
 def _median(result: RunResult, key: str, task_id: str) -> float | None:
-    run = next((r for r in result.runs if r.engine.key == key and not r.skipped), None)
-    score = run.scores.get(task_id) if run else None
-    return score.median_ms if score else None
+    return result.warm.get(key, {}).get(task_id)
 
 
 def speed_table(result: RunResult, line_task: str, page_task: str, same_pack_peer: str) -> list[str]:
@@ -260,7 +259,10 @@ def render(result: RunResult, score: ModuleType, line_task: str, page_task: str,
         *detail_tables(result),
         "## 2. Speed",
         "",
-        "Warm medians come from the accuracy pass (engine loaded, one warm-up call per row, each image once)",
+        (
+            f"Warm medians ({line_task}, {page_task}): engine loaded, one warm-up call, each image once; "
+            "the lower of the accuracy pass's median and that of a second pass, engines in reverse order."
+        ),
         "",
         *speed_table(result, line_task, page_task, same_pack_peer),
         "",
