@@ -111,13 +111,33 @@ def reading_order(quads: Sequence[np.ndarray]) -> list[int]:
     bottom; within a row, left to right."""
     if not quads:
         return []
-    bounds = np.array([[q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()] for q in quads])
+    # Upright bounds of slanted lines overlap the next line's: undo the page's skew first.
+    deskewed = _deskewed(np.asarray(quads, dtype=np.float64))
+    bounds = np.column_stack([deskewed[:, :, 0].min(axis=1), deskewed[:, :, 1].min(axis=1),
+                              deskewed[:, :, 0].max(axis=1), deskewed[:, :, 1].max(axis=1)])
     # Shrink boxes vertically a little: detector boxes of neighbouring lines overlap slightly,
     # which would hide the gaps between rows.
     heights = bounds[:, 3] - bounds[:, 1]
     bounds[:, 1] += heights * 0.15
     bounds[:, 3] -= heights * 0.15
     return _ordered(bounds, list(range(len(quads))))
+
+
+def _deskewed(quads: np.ndarray) -> np.ndarray:
+    """Quads (N×4×2, clockwise from top-left) rotated by minus the page's skew.
+
+    The skew is the median slant of the top edges of wide boxes (lines of text rather than
+    words), so a photographed page tilted by a few degrees is ordered like a flat scan.
+    """
+    top = quads[:, 1] - quads[:, 0]
+    side = np.linalg.norm(quads[:, 3] - quads[:, 0], axis=1)
+    wide = np.linalg.norm(top, axis=1) > 2 * side
+    if not wide.any():
+        return quads
+    angle = float(np.median(np.arctan2(top[wide, 1], top[wide, 0])))
+    cos, sin = np.cos(-angle), np.sin(-angle)
+    rotation = np.array([[cos, -sin], [sin, cos]])
+    return quads @ rotation.T
 
 
 def crop_quad(bgr: np.ndarray, quad: np.ndarray) -> np.ndarray:

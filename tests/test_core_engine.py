@@ -173,3 +173,15 @@ def test_reading_order_keeps_receipt_rows_together() -> None:
     for i in range(8):
         rows += [_quad(20, 20 + 30 * i, 200 + 10 * i, 40 + 30 * i), _quad(400, 22 + 30 * i, 460, 42 + 30 * i)]
     assert reading_order(rows) == list(range(16))
+
+
+def test_reading_order_on_a_tilted_photo_keeps_lines_apart() -> None:
+    """Lines tilted by 5°: their upright bounds overlap the next line's, their order must not mix."""
+    angle = np.deg2rad(5)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    lines = []
+    for i in range(8):
+        width = 600 if i % 2 == 0 else 250  # long and short lines alternate, as on a leaflet
+        lines.append((_quad(40, 40 + 28 * i, 40 + width, 60 + 28 * i) @ rotation.T).astype(np.float32))
+    shuffled = lines[::-1]
+    assert [7 - i for i in reading_order(shuffled)] == list(range(8))
