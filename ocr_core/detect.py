@@ -32,7 +32,7 @@ class DetectorParams:
 
 
 def order_quad(points: np.ndarray) -> Quad:
-    """Four points clockwise from top-left (top-left = smallest x+y... resolved by x then y)."""
+    """Four points clockwise from top-left: the two leftmost are the left edge, each pair split by y."""
     pts = points[np.argsort(points[:, 0])]
     left, right = pts[:2], pts[2:]
     tl, bl = left[np.argsort(left[:, 1])]
