@@ -49,7 +49,7 @@ def _args() -> argparse.Namespace:
 def _installed_packs() -> list[str]:
     try:
         from ocr_core.config import DEFAULT_MODEL_DIR
-        from ocr_core.models import installed_packs
+        from ocr_core.packs import installed_packs
     except ImportError:
         return [DEFAULT_PACK]
     return installed_packs(DEFAULT_MODEL_DIR) or [DEFAULT_PACK]

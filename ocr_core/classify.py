@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .models import ClsSpec
+from .packs import ClsSpec
 
 BATCH = 8
 

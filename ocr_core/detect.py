@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .models import DetSpec
+from .packs import DetSpec
 
 Quad = np.ndarray  # float32 (4, 2), clockwise from top-left, in input-image pixels
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ErrorCode, OcrError
-from .models import PackSpec
+from .packs import PackSpec
 
 # Widest input fed to the recogniser, in multiples of its height. Longer lines are squeezed:
 # beyond this a line is either not text or costs more than it can be worth.

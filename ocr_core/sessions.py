@@ -9,13 +9,12 @@ transforms are applied at load, where they are cheap and make inference ~15% fas
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import onnxruntime as ort
 
 from .errors import ErrorCode, OcrError
-from .models import PackSpec, optimized_model_path
+from .packs import PackSpec, optimized_model_path
 
 
 def _options(threads: int, optimization: ort.GraphOptimizationLevel) -> ort.SessionOptions:
@@ -30,6 +29,8 @@ def _options(threads: int, optimization: ort.GraphOptimizationLevel) -> ort.Sess
 
 def _write_optimized(source: Path, target: Path) -> None:
     """Let ONNX Runtime write the optimised graph to a temp file, then move it into place."""
+    import tempfile  # only here: a cold start with the cache in place need not import it
+
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".onnx")
     os.close(fd)

@@ -87,7 +87,7 @@ def health(settings: CgiSettings) -> Response:
     from importlib.metadata import PackageNotFoundError, version
 
     from ocr_core import __version__
-    from ocr_core.models import installed_packs
+    from ocr_core.packs import installed_packs
 
     config = engine_config()
     packs = installed_packs(config.model_dir)
@@ -137,7 +137,7 @@ def recognise(environ: Mapping[str, str], read_body: BodyReader) -> Response:
     from ocr_core.engine import get_engine
 
     if query.pack is not None and query.pack != config.pack:
-        from ocr_core.models import installed_packs
+        from ocr_core.packs import installed_packs
 
         packs = installed_packs(config.model_dir)
         if query.pack not in packs:

@@ -81,7 +81,7 @@ def missing_models() -> str | None:
     """Why the checkout cannot serve OCR (its default model pack is not installed), or None."""
     sys.path.insert(0, str(CHECKOUT))
     from ocr_core.config import EngineConfig
-    from ocr_core.models import installed_packs
+    from ocr_core.packs import installed_packs
 
     config = EngineConfig.from_env()
     if config.pack in installed_packs(config.model_dir):

@@ -24,7 +24,7 @@ import pytest
 
 from ocr_core import Engine, EngineConfig, ErrorCode, RecognizeOptions, __version__
 from ocr_core.config import DEFAULT_PACK
-from ocr_core.models import installed_packs
+from ocr_core.packs import installed_packs
 from tests.support import FONT, eval_file
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ocr_core import Engine, EngineConfig, RecognizeOptions
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.layout import detection_margin, reading_order
-from ocr_core.models import installed_packs
+from ocr_core.packs import installed_packs
 from tests.support import FONT, render_text
 
 PAGE_LINES = ["Order 1187 shipped", "Total due: 42.50 EUR", "Thank you, Alice"]

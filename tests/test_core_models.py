@@ -11,7 +11,8 @@ import pytest
 
 from ocr_core import Engine, EngineConfig
 from ocr_core.errors import ErrorCode, OcrError
-from ocr_core.models import _parse_pack, fetch_pack, installed_packs, load_manifest, pack_spec
+from ocr_core.models import fetch_pack
+from ocr_core.packs import _parse_pack, installed_packs, load_manifest, pack_spec
 from ocr_core.recognize import Recognizer
 
 MODEL_DIR = EngineConfig().model_dir
