@@ -178,10 +178,15 @@ def installed_packs(model_dir: Path) -> list[str]:
 
 
 def optimized_model_path(model_dir: Path, spec: PackSpec, role: str, onnxruntime_version: str) -> Path:
-    """Where ONNX Runtime's pre-optimised graph of a pack's model is cached.
+    """Where ONNX Runtime's pre-optimised graph of a pack's model is cached (weights beside it).
 
     Keyed by the model's hash and the runtime's version: a graph optimised by one version of
     ONNX Runtime is only known to load in that version.
     """
     file = spec.files[role]
-    return model_dir / spec.name / "cache" / f"{role}.{file.sha256[:16]}.ort-{onnxruntime_version}.onnx"
+    return model_dir / spec.name / "cache" / f"ort-{onnxruntime_version}" / f"{role}.{file.sha256[:16]}.onnx"
+
+
+def weights_path(optimized_model: Path) -> Path:
+    """The weights file that a cached graph names as its external data."""
+    return optimized_model.with_suffix(".weights")

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocr_core import Engine, EngineConfig
+from ocr_core import Engine, EngineConfig, RecognizeOptions
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.models import fetch_pack
 from ocr_core.packs import _parse_pack, installed_packs, load_manifest, pack_spec
 from ocr_core.recognize import Recognizer
+from tests.support import render_text
 
 MODEL_DIR = EngineConfig().model_dir
 DEFAULT_PACK = EngineConfig().pack
@@ -87,8 +88,22 @@ def test_fetch_is_idempotent_and_builds_the_cache_on_first_load(tmp_path: Path) 
     spec = pack_spec(model_dir, DEFAULT_PACK)
     assert fetch_pack(model_dir, spec) is False  # verified by sha256, nothing downloaded
     engine = Engine.load(EngineConfig(model_dir=model_dir, threads=1))
-    assert list((model_dir / DEFAULT_PACK / "cache").glob("rec.*.onnx"))
+    cache = model_dir / DEFAULT_PACK / "cache"
+    graphs = list(cache.glob("ort-*/rec.*.onnx"))
+    assert len(graphs) == 1 and graphs[0].with_suffix(".weights").stat().st_size > 1_000_000
+    assert not list(cache.glob("*/.writing-*")), "staging directories left behind"
     assert engine.info()["packs_installed"] == [DEFAULT_PACK]
+
+
+def test_a_cached_graph_without_its_weights_is_rebuilt(tmp_path: Path) -> None:
+    model_dir = copy_pack(tmp_path)
+    expected = Engine.load(EngineConfig(model_dir=model_dir, threads=1)).recognize(
+        render_text(["Weights 42"]), RecognizeOptions(mode="line")).text
+    (weights,) = (model_dir / DEFAULT_PACK / "cache").glob("ort-*/rec.*.weights")
+    weights.unlink()
+    engine = Engine.load(EngineConfig(model_dir=model_dir, threads=1))
+    assert weights.exists()
+    assert engine.recognize(render_text(["Weights 42"]), RecognizeOptions(mode="line")).text == expected
 
 
 def test_a_classic_one_channel_32px_crnn_is_describable() -> None:
