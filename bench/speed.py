@@ -18,15 +18,6 @@ from bench.tasks import Task
 
 COLD_RUNS = 7
 
-# Exactly what a CGI line hit pays: imports, engine (sessions) and one line, with the default config.
-CRNNOCR_COLD = """\
-import sys
-from ocr_core import Engine, EngineConfig, RecognizeOptions
-engine = Engine.load(EngineConfig.from_env(pack=sys.argv[2]))
-engine.recognize(open(sys.argv[1], "rb").read(), RecognizeOptions(mode="line"))
-"""
-
-
 @dataclass(frozen=True)
 class Timing:
     runs: int
@@ -55,7 +46,8 @@ def _command(engine: EngineSpec, mode: str, image: Path) -> list[str]:
         psm = ["--psm", "7"] if mode == "line" else []
         return ["tesseract", str(image), "stdout", "-l", engine.options["langs"], *psm]
     if engine.is_ours and mode == "line":
-        return [str(engine.python), "-c", CRNNOCR_COLD, str(image), engine.options["pack"]]
+        pack = engine.options["pack"]
+        return [str(engine.python), "-m", "ocr_core", "--mode", "line", "--pack", pack, str(image)]
     return [str(engine.python), "-m", engine.module, "--once", mode, str(image), json.dumps(engine.options)]
 
 
@@ -63,7 +55,7 @@ def _cold_what(engine: EngineSpec) -> str:
     if engine.module == "bench.engines.tesseract":
         return "`tesseract LINE stdout --psm 7` (a fresh process is all Tesseract's CLI has)"
     if engine.is_ours:
-        return "`python -c` import ocr_core, Engine.load (default threads), one line"
+        return "`python -m ocr_core --mode line LINE` (the CLI: imports, engine, one line, print)"
     return "`python -m bench.engines.rapidocr --once line` (imports, sessions, one line, rec only)"
 
 
