@@ -42,8 +42,26 @@ def _add_runtime_paths() -> None:
         sys.path.insert(0, _HOME)
 
 
+def _import_numpy_with_one_blas_thread() -> None:
+    """Import numpy with OpenBLAS limited to one thread, leaving the host's environment as it was.
+
+    OpenBLAS reads OPENBLAS_NUM_THREADS once, when numpy loads it, and otherwise starts a thread
+    per core that spins for a while: ~15-25 ms of a first call's wall time on two cores. ocr_core's
+    matrix products are 2x2 and need no BLAS threads. A host that set the variable keeps its value.
+    """
+    preset = "OPENBLAS_NUM_THREADS" in os.environ
+    if not preset:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        import numpy  # noqa: F401
+    finally:
+        if not preset:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+
+
 _add_runtime_paths()
 try:
+    _import_numpy_with_one_blas_thread()
     from ocr_core import (
         Engine,
         EngineConfig,
