@@ -6,7 +6,8 @@
  *   test_api inputs GOOD FILE...     ocr_recognize on NULL, 0 bytes and each FILE, each followed
  *                                    by a call on GOOD that must work again
  *   test_api engine GOOD [MODEL_DIR] engine options that must fail, then a result read in full
- *   test_api maps GOOD               one call, then the _cffi_backend and libpython files mapped
+ *   test_api maps GOOD               one call, then the _cffi_backend and libpython files mapped,
+ *                                    and OPENBLAS_NUM_THREADS as the host's environment has it now
  *
  * Output is one tab-separated record per line (see each command), for the test to parse.
  */
@@ -171,6 +172,7 @@ static int cmd_maps(char **argv)
     size_t len;
     unsigned char *good = read_file(argv[2], &len);
     char line[4096];
+    const char *value;
     FILE *maps;
     report_recognize("good", good, len);
     free(good);
@@ -183,6 +185,8 @@ static int cmd_maps(char **argv)
             printf("mapped\t%s", path);
     }
     fclose(maps);
+    value = getenv("OPENBLAS_NUM_THREADS");
+    printf("env\tOPENBLAS_NUM_THREADS\t%s\n", value ? value : "(unset)");
     return 0;
 }
 

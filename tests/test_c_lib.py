@@ -278,6 +278,18 @@ def test_cffi_backend_is_the_installed_venvs(install: Install) -> None:
     assert backends and all(b.startswith(str(install.runtime / "venv")) for b in backends), backends
 
 
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_host_environment_is_left_as_it_was(install: Install, preset: str | None) -> None:
+    """The library limits OpenBLAS to one thread for its own numpy only, around the import."""
+    env = clean_env()
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    out = run([install.program("test_api"), "maps", eval_file(LINE_IMAGES[0])], env=env).stdout
+    assert records(out, "call")[0][1] == "0", out
+    assert records(out, "env") == [["OPENBLAS_NUM_THREADS", preset or "(unset)"]]
+
+
 def test_runs_without_debians_python_packages(install: Install) -> None:
     """Debian's python3-cffi-backend (1.15, not the venv's cffi) hidden: the library must not need it."""
     dist_packages = Path("/usr/lib/python3/dist-packages")
