@@ -40,6 +40,18 @@ def order_quad(points: np.ndarray) -> Quad:
     return np.array([tl, tr, br, bl], dtype=np.float32)
 
 
+def channel_medians(image: np.ndarray) -> np.ndarray:
+    """Exact per-channel median of a uint8 image, read off its histograms (np.median sorts: ~4x slower)."""
+    n = image.shape[0] * image.shape[1]
+    medians = []
+    for channel in range(image.shape[2]):
+        at_most = cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel().cumsum()
+        # The value at sorted position k is the first v with more than k values <= v.
+        low, high = np.searchsorted(at_most, [(n - 1) // 2, n // 2], side="right")
+        medians.append((low + high) / 2.0)
+    return np.array(medians, dtype=np.float32)
+
+
 class Detector:
     """Immutable after construction; ``detect`` may run in many threads at once."""
 
@@ -58,12 +70,17 @@ class Detector:
         rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
         resized = cv2.resize(bgr, (rw, rh), interpolation=cv2.INTER_AREA) if scale < 1.0 else bgr
         ph, pw = -(-rh // 32) * 32, -(-rw // 32) * 32
-        tensor = np.zeros((1, 3, ph, pw), dtype=np.float32)
-        normalised = (resized.astype(np.float32) - self._mean) * self._inv_std
-        tensor[0, :, :rh, :rw] = normalised.transpose(2, 0, 1)
+        tensor = np.empty((1, 3, ph, pw), dtype=np.float32)
+        # Plane by plane: normalising the HxWx3 array at once broadcasts over an innermost axis of
+        # 3, which numpy runs ~5x slower (10 ms of a receipt).
+        for channel in range(3):
+            plane = tensor[0, channel, :rh, :rw]
+            plane[...] = resized[:, :, channel]
+            plane -= self._mean[channel]
+            plane *= self._inv_std[channel]
         # The padding must look like background to the model, not like a dark frame.
         if ph > rh or pw > rw:
-            edge = (np.median(resized.reshape(-1, 3), axis=0).astype(np.float32) - self._mean) * self._inv_std
+            edge = (channel_medians(resized) - self._mean) * self._inv_std
             tensor[0, :, rh:, :] = edge[:, None, None]
             tensor[0, :, :rh, rw:] = edge[:, None, None]
         return tensor, scale

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from ocr_core import Engine, EngineConfig, RecognizeOptions
+from ocr_core.detect import channel_medians
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.layout import detection_margin, reading_order
 from ocr_core.packs import installed_packs
@@ -185,3 +186,15 @@ def test_reading_order_on_a_tilted_photo_keeps_lines_apart() -> None:
         lines.append((_quad(40, 40 + 28 * i, 40 + width, 60 + 28 * i) @ rotation.T).astype(np.float32))
     shuffled = lines[::-1]
     assert [7 - i for i in reading_order(shuffled)] == list(range(8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 2, 3), (3, 5, 3), (64, 97, 3)])
+def test_channel_medians_equal_numpy_median(shape: tuple[int, int, int]) -> None:
+    """The detector pads with the page's median colour, read off histograms; it must be exact."""
+    rng = np.random.default_rng(sum(shape))
+    for image in (
+        rng.integers(0, 256, size=shape, dtype=np.uint8),
+        rng.integers(100, 103, size=shape, dtype=np.uint8),  # many ties, even and odd counts
+    ):
+        expected = np.median(image.reshape(-1, 3), axis=0).astype(np.float32)
+        assert np.array_equal(channel_medians(image), expected)
