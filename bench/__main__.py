@@ -154,7 +154,7 @@ def main() -> None:
         )
         live = [run for run in runs if not run.skipped]
         speed_rows = [t for t in tasks if t.id in (line_task, page_task)]
-        warm = warm_medians(live, speed_rows, eval_dir, score_py, work)
+        warm = warm_medians([run.engine for run in live], speed_rows, eval_dir)
         for engine in (run.engine for run in live):
             print(f"== cold start and memory: {engine.title}", file=sys.stderr, flush=True)
             speed[engine.key] = measure(engine, line_image, page_image)

@@ -74,19 +74,42 @@ def run_job(job: dict[str, Any], recognize: Recognize, name: str) -> None:
         )
 
 
+def serve(recognize: Recognize) -> None:
+    """Answer timing requests, one JSON line in, one out, until stdin closes.
+
+    In: ``{"path": IMAGE, "mode": "line"|"page"}``. Out: ``{"ms": wall time of the call}``, plus
+    ``"error"`` when the engine failed. The speed section keeps every engine serving at once and
+    times each image on each engine in turn, so a busy spell on the machine hits them alike.
+    """
+    for request in sys.stdin:
+        item = json.loads(request)
+        path = Path(item["path"])
+        _text, ms, error = _timed(recognize, path.read_bytes(), path, item["mode"])
+        reply: dict[str, Any] = {"ms": round(ms, 2)}
+        if error is not None:
+            reply["error"] = error
+        print(json.dumps(reply), flush=True)
+
+
 def main(make_recognize: Callable[[dict[str, Any]], Recognize], name: str) -> None:
     """Entry point of a runner module.
 
     ``python -m bench.engines.X JOB.json`` runs a job; ``... --once MODE IMAGE [OPTIONS_JSON]`` builds the
-    engine and reads one image, for cold-start time and peak memory measured from outside.
+    engine and reads one image, for cold-start time and peak memory measured from outside;
+    ``... --serve [OPTIONS_JSON]`` builds the engine and answers timing requests (see ``serve``).
     """
     args = sys.argv[1:]
     if len(args) in (3, 4) and args[0] == "--once":
         options = json.loads(args[3]) if len(args) == 4 else {}
         path = Path(args[2])
         print(make_recognize(options)(path.read_bytes(), path, args[1]))
+    elif len(args) in (1, 2) and args[0] == "--serve":
+        serve(make_recognize(json.loads(args[1]) if len(args) == 2 else {}))
     elif len(args) == 1:
         job = read_job(Path(args[0]))
         run_job(job, make_recognize(job.get("options", {})), name)
     else:
-        sys.exit(f"usage: python -m bench.engines.{name} JOB.json | --once line|page IMAGE [OPTIONS_JSON]")
+        sys.exit(
+            f"usage: python -m bench.engines.{name} JOB.json | --once line|page IMAGE [OPTIONS_JSON]"
+            " | --serve [OPTIONS_JSON]"
+        )

@@ -9,7 +9,7 @@ from types import ModuleType
 from bench.accuracy import EngineRun
 from bench.losses import diff_snippet, worst_losses
 from bench.scoring import Score
-from bench.speed import EngineSpeed
+from bench.speed import WARM_BLOCK, WARM_ROUNDS, EngineSpeed
 from bench.tasks import Task
 
 LINE_TARGET_MS = 25.0
@@ -38,7 +38,7 @@ class RunResult:
     tasks: list[Task]
     runs: list[EngineRun]
     speed: dict[str, EngineSpeed]  # engine key -> cold/RSS figures
-    warm: dict[str, dict[str, float]]  # engine key -> row id -> warm median ms from the speed rounds
+    warm: dict[str, dict[str, float]]  # engine key -> row id -> warm median ms, engines timed side by side
     sections: list[Section]
     work_dir: Path  # where PRED files live, for the loss analysis
     default_key: str  # the engine key of crnnocr with the default pack
@@ -260,8 +260,9 @@ def render(result: RunResult, score: ModuleType, line_task: str, page_task: str,
         "## 2. Speed",
         "",
         (
-            f"Warm medians ({line_task}, {page_task}): engine loaded, one warm-up call, each image once; "
-            "the lower of the accuracy pass's median and that of a second pass, engines in reverse order."
+            f"Warm medians ({line_task}, {page_task}): all engines loaded at once; images in blocks "
+            f"({WARM_BLOCK['line']} lines, {WARM_BLOCK['page']} pages), each engine reading a block back "
+            f"to back after one untimed call, the engine order rotated per block, {WARM_ROUNDS} rounds."
         ),
         "",
         *speed_table(result, line_task, page_task, same_pack_peer),

@@ -1,22 +1,29 @@
-"""Section 2: warm latency in rounds that alternate the engines; cold process time and peak memory,
-measured from outside a fresh process per run.
+"""Section 2: warm latency with the engines timed side by side, image by image; cold process time
+and peak memory, measured from outside a fresh process per run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.accuracy import EngineRun, run_engine
 from bench.engines.specs import ROOT, EngineSpec
 from bench.tasks import Task
 
 COLD_RUNS = 7
+WARM_ROUNDS = 2
+# Images an engine reads back to back before the next engine takes over: a few seconds of work,
+# so that refilling caches after the switch is a small part of a block.
+WARM_BLOCK = {"line": 20, "page": 5}
+REQUEST_TIMEOUT_S = 300
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -82,25 +89,78 @@ def peak_rss_mb(cmd: list[str], env: dict[str, str]) -> float:
     return usage.ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def warm_medians(
-    runs: list[EngineRun], tasks: list[Task], eval_dir: Path, score_py: Path, work: Path
-) -> dict[str, dict[str, float]]:
-    """Engine key -> row id -> the lower of two median ms: the accuracy pass's and one more pass.
+class _Server:
+    """One engine answering timing requests (``python -m RUNNER --serve``) in its own process."""
 
-    The extra pass takes the engines in reverse order (A, B, C, then C, B, A), so a burst of other
-    work on the machine is less likely to fall on one engine only; the lower median is the less
-    disturbed one.
+    def __init__(self, engine: EngineSpec) -> None:
+        self.engine = engine
+        self._proc = subprocess.Popen(
+            [str(engine.python), "-m", engine.module, "--serve", json.dumps(engine.options)],
+            cwd=ROOT,
+            env=_env(engine),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def time_ms(self, image: Path, mode: str) -> float | None:
+        """Wall time of one call, or None when the engine failed on the image."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(json.dumps({"path": str(image), "mode": mode}) + "\n")
+        self._proc.stdin.flush()
+        ready, _, _ = select.select([self._proc.stdout], [], [], REQUEST_TIMEOUT_S)
+        line = self._proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"{self.engine.title}: no answer within {REQUEST_TIMEOUT_S} s for {image}")
+        reply = json.loads(line)
+        return None if "error" in reply else float(reply["ms"])
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def warm_medians(engines: list[EngineSpec], tasks: list[Task], eval_dir: Path) -> dict[str, dict[str, float]]:
+    """Engine key -> row id -> median ms of a warm call, the engines timed side by side.
+
+    Every engine is loaded in its own process at once. The images go in blocks (``WARM_BLOCK``):
+    each engine makes one untimed call (its threads wake up; the previous engine's ONNX Runtime
+    threads stop spinning), then reads the block back to back, timed; the engine order rotates
+    from block to block, for ``WARM_ROUNDS`` rounds. A busy spell on the machine (2 cores, with
+    neighbours) then lands on all engines alike, so their ratio is steadier than that of
+    separate passes.
     """
-    best: dict[str, dict[str, float]] = {}
-    ids = {t.id for t in tasks}
-    for run in reversed(runs):
-        again = run_engine(run.engine, tasks, eval_dir, score_py, work / "warm")
-        rows = best.setdefault(run.engine.key, {})
-        for score_set in (run.scores, again.scores):
-            for task_id, score in score_set.items():
-                if task_id in ids and score.median_ms is not None:
-                    rows[task_id] = min(rows.get(task_id, score.median_ms), score.median_ms)
-    return best
+    servers = [_Server(engine) for engine in engines]
+    samples: dict[str, dict[str, list[float]]] = {e.key: {t.id: [] for t in tasks} for e in engines}
+    try:
+        for task in tasks:
+            images = [eval_dir / task.set_name / r["image"] for r in task.records]
+            print(f"== warm {task.id}: {len(images)} images", file=sys.stderr, flush=True)
+            size = WARM_BLOCK[task.mode]
+            blocks = [images[i : i + size] for i in range(0, len(images), size)]
+            turn = 0
+            for _round in range(WARM_ROUNDS):
+                for block in blocks:
+                    shift = turn % len(servers)
+                    turn += 1
+                    for server in servers[shift:] + servers[:shift]:
+                        server.time_ms(block[0], task.mode)
+                        for image in block:
+                            ms = server.time_ms(image, task.mode)
+                            if ms is not None:
+                                samples[server.engine.key][task.id].append(ms)
+    finally:
+        for server in servers:
+            server.close()
+    return {
+        key: {task_id: statistics.median(ms) for task_id, ms in rows.items() if ms}
+        for key, rows in samples.items()
+    }
 
 
 def measure(engine: EngineSpec, line_image: Path, page_image: Path) -> EngineSpeed:
