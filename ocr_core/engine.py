@@ -23,7 +23,7 @@ from .detect import Detector
 from .errors import ErrorCode, OcrError
 from .image import MAX_SIDE, decode_image
 from .layout import add_margin, crop_quad, detection_margin, reading_order
-from .models import PackSpec, check_installed, installed_packs, pack_spec
+from .packs import PackSpec, check_installed, installed_packs, pack_spec
 from .recognize import Recognizer, load_charset
 from .result import OcrResult, TextLine, Timings
 from .sessions import open_session

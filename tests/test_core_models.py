@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,15 @@ def copy_pack(tmp_path: Path) -> Path:
     shutil.copy(MODEL_DIR / "manifest.json", tmp_path / "manifest.json")
     shutil.copytree(MODEL_DIR / DEFAULT_PACK, tmp_path / DEFAULT_PACK, ignore=shutil.ignore_patterns("cache"))
     return tmp_path
+
+
+def test_the_engine_does_not_import_the_fetch_command() -> None:
+    """ocr_core.models pulls in argparse, hashlib, subprocess, tempfile and zipfile: ~10 ms of a cold
+    start (more in libcrnnocr's embedded Python) that recognising never uses."""
+    code = "import sys, ocr_core.engine; print('ocr_core.models' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    assert out.strip() == "False"
 
 
 def test_manifest_lists_the_three_packs_with_a_measured_default() -> None:
