@@ -13,6 +13,7 @@ that capi.c calls. Rules that keep the host process safe:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -42,18 +43,21 @@ def _add_runtime_paths() -> None:
         sys.path.insert(0, _HOME)
 
 
-def _import_numpy_with_one_blas_thread() -> None:
-    """Import numpy with OpenBLAS limited to one thread, leaving the host's environment as it was.
+@contextlib.contextmanager
+def _one_blas_thread():
+    """OPENBLAS_NUM_THREADS=1 for the duration, leaving the host's environment as it was after.
 
-    OpenBLAS reads OPENBLAS_NUM_THREADS once, when numpy loads it, and otherwise starts a thread
-    per core that spins for a while: ~15-25 ms of a first call's wall time on two cores. ocr_core's
-    matrix products are 2x2 and need no BLAS threads. A host that set the variable keeps its value.
+    Two OpenBLAS copies load while ocr_core is imported: numpy's, and the one opencv-python bundles
+    (loaded with cv2). Each reads the variable once, when loaded, and otherwise starts a thread per
+    core that spins (sched_yield) for a while: ~15-25 ms of a first call's wall time on two cores.
+    ocr_core's matrix products are 2x2 and need no BLAS threads. A host that set the variable keeps
+    its value.
     """
     preset = "OPENBLAS_NUM_THREADS" in os.environ
     if not preset:
         os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
-        import numpy  # noqa: F401
+        yield
     finally:
         if not preset:
             del os.environ["OPENBLAS_NUM_THREADS"]
@@ -61,16 +65,16 @@ def _import_numpy_with_one_blas_thread() -> None:
 
 _add_runtime_paths()
 try:
-    _import_numpy_with_one_blas_thread()
-    from ocr_core import (
-        Engine,
-        EngineConfig,
-        ErrorCode,
-        OcrError,
-        OcrResult,
-        RecognizeOptions,
-        get_engine,
-    )
+    with _one_blas_thread():
+        from ocr_core import (
+            Engine,
+            EngineConfig,
+            ErrorCode,
+            OcrError,
+            OcrResult,
+            RecognizeOptions,
+            get_engine,
+        )
 
     _IMPORT_ERROR = None
 except Exception as exc:  # any import failure becomes the message of every call

@@ -51,8 +51,9 @@
  *    If the host process has already started a Python interpreter itself, the
  *    library joins it and adds its runtime to that interpreter's sys.path.
  *    OPENBLAS_NUM_THREADS: unless the host set it, the library sets it to 1 only
- *    while its numpy loads OpenBLAS (whose idle per-core threads would spin), then
- *    removes it again; the host's environment is left as it was.
+ *    while its Python modules load (numpy and OpenCV each bring an OpenBLAS, whose
+ *    idle per-core threads would spin), then removes it again; the host's
+ *    environment is left as it was.
  */
 #ifndef CRNNOCR_H
 #define CRNNOCR_H

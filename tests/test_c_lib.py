@@ -280,7 +280,7 @@ def test_cffi_backend_is_the_installed_venvs(install: Install) -> None:
 
 @pytest.mark.parametrize("preset", [None, "2"])
 def test_host_environment_is_left_as_it_was(install: Install, preset: str | None) -> None:
-    """The library limits OpenBLAS to one thread for its own numpy only, around the import."""
+    """The library limits OpenBLAS to one thread only around its imports (numpy's and OpenCV's copies)."""
     env = clean_env()
     env.pop("OPENBLAS_NUM_THREADS", None)
     if preset is not None:
