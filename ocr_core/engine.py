@@ -21,7 +21,7 @@ from .classify import OrientationClassifier
 from .config import EngineConfig, RecognizeOptions
 from .detect import Detector
 from .errors import ErrorCode, OcrError
-from .image import MAX_SIDE, decode_image
+from .image import MAX_SIDE, decode_image, load_decoders
 from .layout import add_margin, crop_quad, detection_margin, reading_order
 from .packs import PackSpec, check_installed, installed_packs, pack_spec
 from .recognize import Recognizer, load_charset
@@ -59,7 +59,14 @@ class Engine:
     def __init__(self, config: EngineConfig, spec: PackSpec) -> None:
         self.config = config
         self.spec = spec
-        rec_session = open_session(config.model_dir, spec, "rec", config.threads)
+        # The first decode would spend ~7 ms (CLI) to ~9 ms (libcrnnocr) importing PIL's plugins;
+        # ONNX Runtime releases the GIL while it builds a session, so they load meanwhile.
+        decoders = threading.Thread(target=load_decoders, name="crnnocr-load-decoders")
+        decoders.start()
+        try:
+            rec_session = open_session(config.model_dir, spec, "rec", config.threads)
+        finally:
+            decoders.join()
         self._recognizer = Recognizer(rec_session, spec, load_charset(rec_session, spec, config.model_dir))
         self._detector = _Once(self._build_detector)
         self._classifier = _Once(self._build_classifier)

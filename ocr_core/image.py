@@ -57,6 +57,11 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def load_decoders() -> None:
+    """Import PIL's BMP, GIF, JPEG, PPM and PNG plugins now; otherwise the first decode does it."""
+    Image.preinit()
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any mode PIL decodes (gray, 16-bit, palette, RGBA, CMYK...) to 8-bit RGB.
 
