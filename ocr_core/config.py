@@ -30,8 +30,9 @@ ENV_VARS: Mapping[str, str] = {
 class EngineConfig:
     """How an engine is built. Immutable: one engine, one configuration.
 
-    ``threads`` is ONNX Runtime's intra-op thread count; 0 means all cores, right for
-    one caller at a time. Processes or threads that run side by side want 1 each.
+    ``threads`` is ONNX Runtime's intra-op thread count; 0 means all the physical cores this
+    process may run on (``sessions.available_cores``), right for one caller at a time.
+    Processes or threads that run side by side want 1 each.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
