@@ -97,7 +97,8 @@ def _header(eval_dir: Path, tasks: list[Task], args: argparse.Namespace, started
         ),
         (
             f"- ONNX engines: {ONNX_THREADS} intra-op threads; Tesseract: OMP_THREAD_LIMIT=1; "
-            f"cold-start figures: median of {COLD_RUNS} fresh processes after one untimed run"
+            f"cold-start figures: median of {COLD_RUNS} fresh processes after one untimed round, "
+            "the engines taking turns"
         ),
         "- sampling: "
         + (
@@ -155,9 +156,8 @@ def main() -> None:
         live = [run for run in runs if not run.skipped]
         speed_rows = [t for t in tasks if t.id in (line_task, page_task)]
         warm = warm_medians([run.engine for run in live], speed_rows, eval_dir)
-        for engine in (run.engine for run in live):
-            print(f"== cold start and memory: {engine.title}", file=sys.stderr, flush=True)
-            speed[engine.key] = measure(engine, line_image, page_image)
+        print("== cold start and memory", file=sys.stderr, flush=True)
+        speed = measure([run.engine for run in live], line_image, page_image)
 
     default_key = crnnocr(DEFAULT_PACK).key
     sections = []

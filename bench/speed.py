@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.engines.specs import ROOT, EngineSpec
 from bench.tasks import Task
 
-COLD_RUNS = 7
+COLD_RUNS = 9
 WARM_ROUNDS = 2
 # Images an engine reads back to back before the next engine takes over: a few seconds of work,
 # so that refilling caches after the switch is a small part of a block.
@@ -66,17 +66,11 @@ def _cold_what(engine: EngineSpec) -> str:
     return "`python -m bench.engines.rapidocr --once line` (imports, sessions, one line, rec only)"
 
 
-def time_command(cmd: list[str], env: dict[str, str], runs: int = COLD_RUNS) -> Timing:
-    """Wall time of ``runs`` fresh processes, after one untimed run (page cache, model caches)."""
-    samples = []
-    for i in range(runs + 1):
-        start = time.perf_counter()
-        subprocess.run(
-            cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        if i:
-            samples.append((time.perf_counter() - start) * 1000.0)
-    return Timing(runs, statistics.median(samples), min(samples), max(samples))
+def _wall_ms(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall time of one fresh process running ``cmd``."""
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (time.perf_counter() - start) * 1000.0
 
 
 def peak_rss_mb(cmd: list[str], env: dict[str, str]) -> float:
@@ -163,11 +157,35 @@ def warm_medians(engines: list[EngineSpec], tasks: list[Task], eval_dir: Path) -
     }
 
 
-def measure(engine: EngineSpec, line_image: Path, page_image: Path) -> EngineSpeed:
-    env = _env(engine)
-    try:
-        cold = time_command(_command(engine, "line", line_image), env)
-        rss = peak_rss_mb(_command(engine, "page", page_image), env)
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        return EngineSpeed(None, _cold_what(engine), None, error=str(exc))
-    return EngineSpeed(cold, _cold_what(engine), rss)
+def measure(engines: list[EngineSpec], line_image: Path, page_image: Path) -> dict[str, EngineSpeed]:
+    """Engine key -> cold process time (one line) and peak memory (the largest page).
+
+    The cold runs go round-robin over the engines, after one untimed round (page cache, model
+    caches), so that a slow spell on the machine does not land on one engine's runs only.
+    """
+    samples: dict[str, list[float]] = {engine.key: [] for engine in engines}
+    errors: dict[str, str] = {}
+    for cold_round in range(COLD_RUNS + 1):
+        for engine in engines:
+            if engine.key in errors:
+                continue
+            try:
+                ms = _wall_ms(_command(engine, "line", line_image), _env(engine))
+            except subprocess.CalledProcessError as exc:
+                errors[engine.key] = str(exc)
+                continue
+            if cold_round:
+                samples[engine.key].append(ms)
+    speeds = {}
+    for engine in engines:
+        try:
+            if engine.key in errors:
+                raise RuntimeError(errors[engine.key])
+            rss = peak_rss_mb(_command(engine, "page", page_image), _env(engine))
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            speeds[engine.key] = EngineSpeed(None, _cold_what(engine), None, error=str(exc))
+            continue
+        runs = samples[engine.key]
+        cold = Timing(len(runs), statistics.median(runs), min(runs), max(runs))
+        speeds[engine.key] = EngineSpeed(cold, _cold_what(engine), rss)
+    return speeds
