@@ -13,7 +13,6 @@ that capi.c calls. Rules that keep the host process safe:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -43,29 +42,12 @@ def _add_runtime_paths() -> None:
         sys.path.insert(0, _HOME)
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
-    """OPENBLAS_NUM_THREADS=1 for the duration, leaving the host's environment as it was after.
-
-    Two OpenBLAS copies load while ocr_core is imported: numpy's, and the one opencv-python bundles
-    (loaded with cv2). Each reads the variable once, when loaded, and otherwise starts a thread per
-    core that spins (sched_yield) for a while: ~15-25 ms of a first call's wall time on two cores.
-    ocr_core's matrix products are 2x2 and need no BLAS threads. A host that set the variable keeps
-    its value.
-    """
-    preset = "OPENBLAS_NUM_THREADS" in os.environ
-    if not preset:
-        os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    try:
-        yield
-    finally:
-        if not preset:
-            del os.environ["OPENBLAS_NUM_THREADS"]
-
-
 _add_runtime_paths()
 try:
-    with _one_blas_thread():
+    # The host owns this process: its environment is left as it was once the modules are loaded.
+    from ocr_core.process import while_native_libraries_load
+
+    with while_native_libraries_load():
         from ocr_core import (
             Engine,
             EngineConfig,

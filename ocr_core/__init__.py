@@ -8,14 +8,14 @@ for numpy, OpenCV and ONNX Runtime (a CGI health check should not).
 from __future__ import annotations
 
 import importlib
-import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Set before anything imports onnxruntime: it otherwise writes a device id under $HOME/.cache
-# and tries to send telemetry; a CGI's user has no writable home, and nothing here may phone out.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+from .process import apply_always
+
+# Before anything imports onnxruntime (see ocr_core.process).
+apply_always()
 
 _EXPORTS = {
     "Engine": "engine",

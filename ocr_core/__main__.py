@@ -80,9 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Set before numpy is imported: OpenBLAS would start a thread per core that spins after the
-    # import (visible as 20-60 ms outliers in a cold run); the core's few 2x2 products need none.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from .process import configure_process
+
+    configure_process()
     status = main()
     # Everything is written: skip interpreter teardown (module and ONNX Runtime destructors), which
     # costs a one-shot process ~25 ms and gives nothing back. The CGI ends the same way.

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import NoReturn
 
 from ocr_core.errors import ErrorCode, OcrError
+from ocr_core.process import configure_process
 
 from .app import cors_headers, log, respond
 from .response import Response, error_response
@@ -101,14 +102,8 @@ def _arm_watchdog(seconds: float, output: OneShotOutput, response: Response, hea
 def main() -> NoReturn:
     # httpoxy: a client's "Proxy:" header arrives as HTTP_PROXY; nothing here may ever use it.
     os.environ.pop("HTTP_PROXY", None)
-    # Web servers run many CGI processes side by side: one ONNX Runtime thread each by default.
-    os.environ.setdefault("CRNNOCR_THREADS", "1")
-    # OpenBLAS would start a thread per core when numpy is imported (tens of ms per hit under
-    # load); a one-request process has no use for them.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    # ONNX Runtime's telemetry would write a device id and an event database under the server
-    # user's $HOME (or warn on every hit when it cannot) and try to upload them: never for a CGI.
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    # Web servers run many CGI processes side by side.
+    configure_process(side_by_side=True)
     head_only = os.environ.get("REQUEST_METHOD", "").upper() == "HEAD"
     output = OneShotOutput()
     body = RequestBody(os.environ)

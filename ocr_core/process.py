@@ -1,0 +1,58 @@
+"""Process-wide knobs, in one place: every entry point calls this module instead of setting them.
+
+Each knob is an environment variable read once, when a native library loads, so it must be set
+before numpy, OpenCV or ONNX Runtime is imported. An operator's explicit value always wins.
+
+- ``ORT_DISABLE_TELEMETRY=1``: ONNX Runtime would otherwise write a device id under ``$HOME/.cache``
+  and try to send telemetry; a web server's user has no writable home, and nothing here may phone
+  out. Applied on every import of ``ocr_core``.
+- ``OPENBLAS_NUM_THREADS=1``: numpy and OpenCV each bring an OpenBLAS that starts a thread per core
+  when it loads, and those threads spin (20-60 ms outliers in a cold run, more under load). The
+  core's matrix products are 2×2 and need no BLAS threads.
+- ``CRNNOCR_THREADS=1`` for processes that run side by side (CGI hits, pool workers): ONNX
+  Runtime threads of many processes would fight over the same cores.
+
+Stdlib only and cheap: a CGI health check imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+ALWAYS: dict[str, str] = {"ORT_DISABLE_TELEMETRY": "1"}
+NATIVE_LOAD: dict[str, str] = {"OPENBLAS_NUM_THREADS": "1"}
+SIDE_BY_SIDE: dict[str, str] = {"CRNNOCR_THREADS": "1"}
+
+
+def _set_defaults(values: dict[str, str]) -> None:
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+
+
+def apply_always() -> None:
+    """The knobs every process that imports ``ocr_core`` gets (``ocr_core/__init__`` calls this)."""
+    _set_defaults(ALWAYS)
+
+
+def configure_process(*, side_by_side: bool = False) -> None:
+    """For a process crnnocr owns (the CLI, a CGI hit, a pool worker): call before anything heavy.
+
+    ``side_by_side``: many such processes run at once, so each gets one ONNX Runtime thread
+    unless ``CRNNOCR_THREADS`` says otherwise.
+    """
+    _set_defaults({**ALWAYS, **NATIVE_LOAD, **(SIDE_BY_SIDE if side_by_side else {})})
+
+
+@contextlib.contextmanager
+def while_native_libraries_load() -> Iterator[None]:
+    """For a host process crnnocr does not own (the C library's): the knobs while ``ocr_core``'s
+    native libraries load, then the host's environment exactly as it was (set or unset)."""
+    added = [name for name in NATIVE_LOAD if name not in os.environ]
+    _set_defaults(NATIVE_LOAD)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
