@@ -91,7 +91,14 @@ typedef enum ocr_status {
                                          missing or corrupt, or the library's Python runtime
                                          cannot be found or started; the message says what to do */
     OCR_E_TIMEOUT = 9,                /* [timeout] reserved; the library sets no time limit */
-    OCR_E_INTERNAL = 10               /* [internal] a bug: please report the message */
+    OCR_E_INTERNAL = 10,              /* [internal] a bug: please report the message */
+    OCR_E_BUSY = 11,                  /* [busy] HTTP only: the server is at its limit of concurrent
+                                         work (503 with Retry-After); never from this library */
+    OCR_E_TOO_MANY_REGIONS = 12,      /* [too_many_regions] the page holds more text regions than
+                                         the engine's limit */
+    OCR_E_TOO_MANY_PAGES = 13,        /* [too_many_pages] the document has more pages than the limit */
+    OCR_E_DOCUMENT_ENCRYPTED = 14,    /* [document_encrypted] the document is password-protected */
+    OCR_E_NOT_FOUND = 15              /* [not_found] HTTP only: no such job; never from this library */
 } ocr_status;
 
 /* What ocr_engine_recognize looks for. */

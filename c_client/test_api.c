@@ -57,7 +57,7 @@ static int cmd_static(void)
     ocr_options o;
     int code;
     printf("version\t%s\t%s\t%d\n", ocr_version(), CRNNOCR_VERSION, CRNNOCR_VERSION_NUMBER);
-    for (code = -1; code <= OCR_E_INTERNAL + 1; code++)
+    for (code = -1; code <= 99; code++) /* every code there is, and then some */
         printf("strerror\t%d\t%s\n", code, ocr_strerror(code));
     ocr_options_init(&o);
     printf("options\t%d\t%d\t%d\t%.2f\t%d\n", o.struct_size == sizeof o, o.threads, (int)o.mode,

@@ -40,6 +40,11 @@ class ErrorCode(enum.StrEnum):
     )
     TIMEOUT = ("timeout", 9, 503, "the request took longer than the time limit")
     INTERNAL = ("internal", 10, 500, "an internal error occurred")
+    BUSY = ("busy", 11, 503, "the server is at its limit of concurrent work; retry later")
+    TOO_MANY_REGIONS = ("too_many_regions", 12, 422, "the page has more text regions than the limit")
+    TOO_MANY_PAGES = ("too_many_pages", 13, 413, "the document has more pages than the limit")
+    DOCUMENT_ENCRYPTED = ("document_encrypted", 14, 422, "the document is encrypted")
+    NOT_FOUND = ("not_found", 15, 404, "no such job")
 
     @classmethod
     def from_number(cls, number: int) -> ErrorCode:

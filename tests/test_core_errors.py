@@ -18,6 +18,11 @@ CONTRACT = {
     "model_unavailable": (8, 503),
     "timeout": (9, 503),
     "internal": (10, 500),
+    "busy": (11, 503),
+    "too_many_regions": (12, 422),
+    "too_many_pages": (13, 413),
+    "document_encrypted": (14, 422),
+    "not_found": (15, 404),
 }
 
 
