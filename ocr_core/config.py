@@ -31,7 +31,7 @@ class EngineConfig:
     """How an engine is built. Immutable: one engine, one configuration.
 
     ``threads`` is ONNX Runtime's intra-op thread count; 0 means all the physical cores this
-    process may run on (``sessions.available_cores``), right for one caller at a time.
+    process may run on (``process.available_cores``), right for one caller at a time.
     Processes or threads that run side by side want 1 each.
     """
 

@@ -12,14 +12,17 @@ before numpy, OpenCV or ONNX Runtime is imported. An operator's explicit value a
 - ``CRNNOCR_THREADS=1`` for processes that run side by side (CGI hits, pool workers): ONNX
   Runtime threads of many processes would fight over the same cores.
 
-Stdlib only and cheap: a CGI health check imports it.
+``available_cores`` is here too: a pool supervisor sizes itself with it and must not import
+ONNX Runtime. Stdlib only and cheap: a CGI health check imports this module.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 ALWAYS: dict[str, str] = {"ORT_DISABLE_TELEMETRY": "1"}
 NATIVE_LOAD: dict[str, str] = {"OPENBLAS_NUM_THREADS": "1"}
@@ -56,3 +59,16 @@ def while_native_libraries_load() -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+@functools.cache
+def available_cores() -> int:
+    """Physical cores this process may run on: its CPU affinity mask, SMT siblings counted once."""
+    cores = set()
+    for cpu in os.sched_getaffinity(0):
+        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            cores.add(siblings.read_text().strip())
+        except OSError:  # no sysfs: count the CPU as a core of its own
+            cores.add(str(cpu))
+    return max(1, len(cores))

@@ -27,6 +27,7 @@ import onnxruntime as ort
 
 from .errors import ErrorCode, OcrError
 from .packs import PackSpec, optimized_model_path, weights_path
+from .process import available_cores
 
 # Tensors from this size up go to the cache's weights file, which ONNX Runtime maps rather than
 # copies (see the module docstring).
@@ -48,19 +49,6 @@ def _register_shared_arena() -> None:
         ort.create_and_register_allocator(cpu, None)  # None: ONNX Runtime's default arena settings
     except Exception:  # onnxruntime's own exception types; e.g. the host registered one already
         pass
-
-
-@functools.cache
-def available_cores() -> int:
-    """Physical cores this process may run on: its CPU affinity mask, SMT siblings counted once."""
-    cores = set()
-    for cpu in os.sched_getaffinity(0):
-        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-        try:
-            cores.add(siblings.read_text().strip())
-        except OSError:  # no sysfs: count the CPU as a core of its own
-            cores.add(str(cpu))
-    return max(1, len(cores))
 
 
 def _options(threads: int, optimization: ort.GraphOptimizationLevel) -> ort.SessionOptions:

@@ -19,7 +19,7 @@ from ocr_core.detect import channel_medians
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.layout import detection_margin, reading_order
 from ocr_core.packs import installed_packs
-from ocr_core.sessions import available_cores
+from ocr_core.process import available_cores
 from tests.support import FONT, render_text
 
 PAGE_LINES = ["Order 1187 shipped", "Total due: 42.50 EUR", "Thank you, Alice"]
@@ -209,7 +209,7 @@ def test_all_cores_means_the_cores_this_process_may_use() -> None:
     """threads=0 resolves to the affinity mask's physical cores (a cpuset of one core -> 1 thread)."""
     code = (
         "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-        "from ocr_core.sessions import available_cores; print(available_cores())"
+        "from ocr_core.process import available_cores; print(available_cores())"
     )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
