@@ -1,4 +1,4 @@
-"""The engine: decode → detect → order → crop → classify → recognise, with per-stage timings.
+"""The engine: decode → detect → crop → classify → recognise → order, with per-stage timings.
 
 An Engine is built once (``Engine.load``) and is immutable afterwards: every call keeps its state
 in local variables, so one engine serves many threads at once. The detector and classifier
@@ -22,8 +22,9 @@ from .config import EngineConfig, RecognizeOptions
 from .detect import Detector
 from .errors import ErrorCode, OcrError
 from .image import MAX_SIDE, decode_image, load_decoders
-from .layout import add_margin, crop_quad, detection_margin, reading_order
+from .layout import add_margin, crop_quad, detection_margin
 from .packs import PackSpec, check_installed, installed_packs, pack_spec
+from .reading_order import arrange
 from .recognize import Recognizer, load_charset
 from .result import OcrResult, TextLine, Timings
 from .sessions import open_session
@@ -140,7 +141,6 @@ class Engine:
                 quad[:, 0] = quad[:, 0].clip(0, w)
                 quad[:, 1] = quad[:, 1].clip(0, h)
                 quads.append(quad)
-            quads = [quads[i] for i in reading_order(quads)]
             crops = [crop_quad(bgr, q) for q in quads]
             detect_ms = _ms(step)
 
@@ -158,13 +158,16 @@ class Engine:
         texts = self._recognizer.recognize(crops) if crops else []
         recognize_ms = _ms(step)
 
-        lines = tuple(
-            TextLine(text=text.strip(), score=score, box=tuple((float(x), float(y)) for x, y in quad))
-            for quad, (text, score) in zip(quads, texts, strict=True)
-            if text.strip() and score >= options.score_threshold
-        )
+        kept = [(quad, text.strip(), score) for quad, (text, score) in zip(quads, texts, strict=True)
+                if text.strip() and score >= options.score_threshold]
+        # Ordered once the lines are read, so that boxes holding no text do not shape the layout.
+        lines = []
+        for place in arrange([quad for quad, _text, _score in kept]):
+            quad, text, score = kept[place.index]
+            box = tuple((float(x), float(y)) for x, y in quad)
+            lines.append(TextLine(text=text, score=score, box=box, block=place.block, row=place.row))
         timings = Timings(decode_ms, detect_ms, classify_ms, recognize_ms, _ms(started))
-        return OcrResult(lines=lines, width=w, height=h, model=self.pack, timings=timings)
+        return OcrResult(lines=tuple(lines), width=w, height=h, model=self.pack, timings=timings)
 
 
 _cached: tuple[EngineConfig, Engine] | None = None

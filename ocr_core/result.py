@@ -11,21 +11,27 @@ Box = tuple[Point, Point, Point, Point]
 
 @dataclass(frozen=True)
 class TextLine:
-    """One recognised line: its text, mean character confidence in [0, 1], and its box.
+    """One recognised line: its text, mean character confidence in [0, 1], its box, and its place.
 
     ``box`` holds 4 points clockwise from top-left, in pixels of the original image
-    (after EXIF orientation).
+    (after EXIF orientation). ``block`` and ``row`` number the page's blocks and visual rows in
+    reading order, from 0: lines of one row share ``row`` and are listed left to right; a block
+    (a column, a cell of a grid, a paragraph) holds consecutive rows, and a row never spans two.
     """
 
     text: str
     score: float
     box: Box
+    block: int = 0
+    row: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "score": round(self.score, 4),
             "box": [[round(x, 1), round(y, 1)] for x, y in self.box],
+            "block": self.block,
+            "row": self.row,
         }
 
 
@@ -61,8 +67,19 @@ class OcrResult:
 
     @property
     def text(self) -> str:
-        """The lines' texts joined by ``\\n`` ("" when nothing was found)."""
-        return "\n".join(line.text for line in self.lines)
+        """The page as a person reads it: the lines of a row joined by a space, rows by ``\\n``,
+        blocks by a blank line ("" when nothing was found)."""
+        blocks: list[list[str]] = []
+        last: TextLine | None = None
+        for line in self.lines:
+            if last is None or line.block != last.block:
+                blocks.append([line.text])
+            elif line.row != last.row:
+                blocks[-1].append(line.text)
+            else:
+                blocks[-1][-1] += " " + line.text
+            last = line
+        return "\n\n".join("\n".join(rows) for rows in blocks)
 
     def to_dict(self) -> dict[str, Any]:
         return {

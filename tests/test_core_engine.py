@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ocr_core import Engine, EngineConfig, RecognizeOptions
 from ocr_core.detect import channel_medians
 from ocr_core.errors import ErrorCode, OcrError
-from ocr_core.layout import detection_margin, reading_order
+from ocr_core.layout import detection_margin
 from ocr_core.packs import installed_packs
 from ocr_core.process import available_cores
 from tests.support import FONT, render_text
@@ -82,7 +82,7 @@ def test_result_dict_is_the_documented_schema(engine: Engine) -> None:
     assert set(doc["image"]) == {"width", "height"}
     assert set(doc["timing_ms"]) == {"decode", "detect", "classify", "recognize", "total"}
     line = doc["lines"][0]
-    assert set(line) == {"text", "score", "box"}
+    assert set(line) == {"text", "score", "box", "block", "row"}
     assert len(line["box"]) == 4 and all(len(p) == 2 for p in line["box"])
 
 
@@ -158,39 +158,6 @@ def test_bad_options_are_bad_requests() -> None:
     with pytest.raises(OcrError):
         EngineConfig.from_env({"CRNNOCR_THREADS": "many"})
     assert EngineConfig.from_env({"CRNNOCR_MAX_BYTES": "1000", "CRNNOCR_PACK": "ppocr-v4"}).max_bytes == 1000
-
-
-def _quad(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
-
-
-def test_reading_order_two_columns_under_a_heading() -> None:
-    heading = [_quad(40, 10, 760, 40)]
-    left = [_quad(40, 60 + 30 * i, 380, 80 + 30 * i) for i in range(6)]
-    right = [_quad(420, 60 + 30 * i, 760, 80 + 30 * i) for i in range(6)]
-    quads = heading + right + left  # detector order is arbitrary
-    order = reading_order(quads)
-    expected = [0, *range(7, 13), *range(1, 7)]
-    assert order == expected
-
-
-def test_reading_order_keeps_receipt_rows_together() -> None:
-    rows = []
-    for i in range(8):
-        rows += [_quad(20, 20 + 30 * i, 200 + 10 * i, 40 + 30 * i), _quad(400, 22 + 30 * i, 460, 42 + 30 * i)]
-    assert reading_order(rows) == list(range(16))
-
-
-def test_reading_order_on_a_tilted_photo_keeps_lines_apart() -> None:
-    """Lines tilted by 5°: their upright bounds overlap the next line's, their order must not mix."""
-    angle = np.deg2rad(5)
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    lines = []
-    for i in range(8):
-        width = 600 if i % 2 == 0 else 250  # long and short lines alternate, as on a leaflet
-        lines.append((_quad(40, 40 + 28 * i, 40 + width, 60 + 28 * i) @ rotation.T).astype(np.float32))
-    shuffled = lines[::-1]
-    assert [7 - i for i in reading_order(shuffled)] == list(range(8))
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 2, 3), (3, 5, 3), (64, 97, 3)])
