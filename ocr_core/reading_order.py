@@ -2,33 +2,37 @@
 
 The page is deskewed (the median slant of its long boxes), then cut recursively, XY-cut style:
 
-1. **Strips.** The region is cut at every blank band that crosses its full width.
+1. **Strips.** A region is cut at every blank band that crosses its full width.
 2. **Runs and gutters.** Consecutive strips are gathered while a vertical blank band (a gutter,
    at least ``MIN_GUTTER`` line heights wide) runs down all of them. A gutter only says that
-   nothing crosses it; whether the two sides are read one after the other or row by row
-   depends on what lies on each side. The sides are split, and each side cut again in turn, when:
+   nothing crosses it: whether its two sides are read one after the other, or row by row across
+   it, depends on what lies beside it (the whole sides, or the two columns next to it when a
+   run has several gutters). The run is split, and each part cut again, when it is:
 
-   - **a grid of cells:** blank bands cross the run at least ``CELL_BAND`` times wider than any
-     gap between lines inside its columns, cutting it into two or more rows of cells, and the
-     cells on both sides are left-aligned text: each cell is read whole, cell row by cell row.
-     (Cards on a web page; not a receipt, whose price cells are right-aligned figures.)
-   - **running text:** both sides are columns of prose: at least ``RUNNING_WIDTH`` line
-     heights wide, with lines that fill ``RUNNING_FILL`` of that width. (Newspaper and paper
-     columns, even when their lines sit on one baseline grid.)
-   - **paragraphs of their own:** each side has two paragraphs of ``PARAGRAPH_ROWS`` rows or
-     more, and a paragraph break beside a line of the other side. (Columns of verse, whose
-     short lines fill nothing, but whose stanzas end at different heights.)
+   - **a grid of cells:** blank bands cross the run ``CELL_BAND`` times wider than any gap
+     between lines inside its columns, cutting it into two or more rows of cells, each with two
+     cells or more of left-aligned, ragged-right text. Each cell is read whole, cell row by cell
+     row. (Cards on a web page, whatever their lines do; not a receipt's sections, whose price
+     cells are right-aligned figures.)
+   - **running text** on both sides: columns ``RUNNING_WIDTH`` line heights wide or more, each
+     line but the last of a paragraph one box filling ``RUNNING_FILL`` of the width or more.
+     (Newspaper and paper columns, even when their lines sit on one baseline grid.)
+   - **paragraphs of their own** on both sides: ``PARAGRAPHS`` paragraphs of ``PARAGRAPH_ROWS``
+     rows or more, set on one line pitch, and a paragraph break level with a line of the other
+     side. (Columns of verse: their lines fill nothing, but their stanzas end at other heights.)
 
-   Otherwise the run is rows: an item beside its price, a label beside its value, the cells of
-   a table, two blocks whose lines line up (a grid of identical cards in one row is read this
-   way too: geometry cannot tell it from a two-column form).
-3. **Rows and blocks.** Where no cut applies, boxes that overlap vertically by half the smaller
-   height form a row, read left to right; a blank band at least ``PARAGRAPH_BREAK`` line
-   heights tall and twice the usual spacing between rows starts a new block (a paragraph).
+   Otherwise the run is read as rows: an item beside its price at any distance, a label beside
+   its value (a form's fields are not set on one pitch: values wrap, fields are left empty), the
+   cells of a table, and two blocks whose lines line up with nothing else to tell them apart.
+   That includes one row of same-shaped cards, which geometry cannot tell from a two-column form.
+3. **Rows and blocks.** Where no cut applies, boxes that overlap vertically by ``ROW_OVERLAP`` of
+   the smaller height form a row, read left to right. A gap of ``PARAGRAPH_BREAK`` line heights
+   or more, and ``BREAK_OVER_USUAL`` times the usual gap between the rows, starts a new block (a
+   paragraph); every part of a cut starts one too.
 
-Every decision is relative to the height of the lines involved, never to pixels. The cost is
-O(n log n) per level of cutting, and cuts nest at most ``MAX_DEPTH`` levels (real layouts nest
-three or four), so ordering stays O(n log n) in the number of boxes.
+Every decision is relative to the height of the lines involved, never to pixels. A level of
+cutting costs O(n log n) and cuts nest at most ``MAX_DEPTH`` deep (real layouts nest three or
+four), so ordering is O(n log n) in the number of boxes.
 """
 
 from __future__ import annotations
@@ -51,14 +55,15 @@ ROW_OUTLIER = 1.5
 MIN_GUTTER = 0.8
 # Only the widest few gutters of a run are tried (classic XY-cut tries only the widest).
 MAX_GUTTERS_TRIED = 3
-# A paragraph break: a gap at least this many line heights tall, and twice the usual spacing.
+# A paragraph break: a gap at least this many line heights tall, and this many times the usual.
 PARAGRAPH_BREAK = 1.0
-BREAK_OVER_USUAL = 2.0
+BREAK_OVER_USUAL = 1.5
 # Bands between rows of cells are at least this many times wider than gaps inside the cells.
 CELL_BAND = 3.0
-# Running text: columns at least this many line heights wide, lines filling this share of it.
-RUNNING_WIDTH = 8.0
-RUNNING_FILL = 0.8
+# Running text: columns at least this many line heights wide (some twenty characters), whose
+# lines, but the last of each paragraph, fill this share of it (ragged right wraps at words).
+RUNNING_WIDTH = 10.0
+RUNNING_FILL = 0.6
 # Paragraphs of their own: this many paragraphs of this many rows or more on each side.
 PARAGRAPHS = 2
 PARAGRAPH_ROWS = 3
@@ -200,24 +205,35 @@ class _Page:
         return j, gutters
 
     def split(self, run: list[np.ndarray], gutters: list[Span]) -> list[np.ndarray] | None:
-        """The parts a run is read in, one after another, or None when it is read as rows."""
-        b = self.b
+        """The parts a run is read in, one after another, or None when it is read as rows.
+
+        A gutter is judged by what lies on either side of it: the whole sides, or, where the
+        run has more gutters, the two columns right beside it.
+        """
         idx = np.concatenate(run)
         h = self.height(idx)
         cells = self.cells(run, gutters, h)
         if cells is not None:
             return cells
+        cuts_x = sorted((g0 + g1) / 2 for g0, g1 in gutters)
+        columns = self.columns(idx, cuts_x)
         for g0, g1 in sorted(gutters, key=lambda g: g[0] - g[1])[:MAX_GUTTERS_TRIED]:
-            cut = (g0 + g1) / 2
-            left, right = idx[b[idx, 2] <= cut], idx[b[idx, 0] >= cut]
-            left_rows, right_rows = self.rows(left), self.rows(right)
-            if min(len(left_rows), len(right_rows)) < 2:
-                continue
-            if self.running(left_rows, h) and self.running(right_rows, h):
-                return [left, right]
-            if self.own_paragraphs(left_rows, right_rows) and self.own_paragraphs(right_rows, left_rows):
+            at = cuts_x.index((g0 + g1) / 2)
+            left, right = np.concatenate(columns[: at + 1]), np.concatenate(columns[at + 1 :])
+            sides = [(left, right)]
+            if len(cuts_x) > 1:
+                sides.append((columns[at], columns[at + 1]))
+            if any(self.separate(self.rows(a), self.rows(z), h) for a, z in sides):
                 return [left, right]
         return None
+
+    def separate(self, left: Rows, right: Rows, h: float) -> bool:
+        """Whether two sides of a gutter are read one after the other (see the module docstring)."""
+        if min(len(left), len(right)) < 2:
+            return False
+        if self.running(left, h) and self.running(right, h):
+            return True
+        return self.own_paragraphs(left, right) and self.own_paragraphs(right, left)
 
     def cells(self, run: list[np.ndarray], gutters: list[Span], h: float) -> list[np.ndarray] | None:
         """A run's cells when it is a grid (see the module docstring), row of cells by row.
@@ -270,21 +286,29 @@ class _Page:
         return spread <= 0.5 * h and max(rights) - min(rights) >= h
 
     def running(self, rows: Rows, h: float) -> bool:
-        """A column of prose: three rows or more, wide, and lines whose ink fills the width."""
+        """A column of prose: three rows or more, wide, and each line but the last of a paragraph
+        one box (a line, not cells of a table) that fills most of the width."""
         if len(rows) < 3:
             return False
+        rows = sorted(rows, key=lambda row: self.y0[row[0]])
         width = max(self.x1[row[-1]] for row in rows) - min(self.x0[row[0]] for row in rows)
-        ink = sorted(sum(self.x1[i] - self.x0[i] for i in row) for row in rows)[len(rows) // 2]
-        return width >= RUNNING_WIDTH * h and ink >= RUNNING_FILL * width
+        if width < RUNNING_WIDTH * h:
+            return False
+        extents = self.extents(rows)
+        breaks = set(_breaks(extents))
+        ends = {k for k, gap in enumerate(_gaps(extents)) if gap in breaks} | {len(rows) - 1}
+        return all(max(self.x1[i] - self.x0[i] for i in row) >= RUNNING_FILL * width
+                   for k, row in enumerate(rows) if k not in ends)
 
     def own_paragraphs(self, side: Rows, other: Rows) -> bool:
         """Whether ``side`` has paragraphs of its own: ``PARAGRAPHS`` of ``PARAGRAPH_ROWS`` rows
         or more, on one line pitch, with a break level with a line of ``other``."""
         extents = sorted(self.extents(side))
-        breaks = _breaks(extents)[0]
+        breaks = _breaks(extents)
         if not breaks:
             return False
-        starts = [0] + [k + 1 for k, gap in enumerate(_gaps(extents)) if gap in breaks] + [len(extents)]
+        ends = set(breaks)
+        starts = [0] + [k + 1 for k, gap in enumerate(_gaps(extents)) if gap in ends] + [len(extents)]
         paragraphs = [extents[a:z] for a, z in pairwise(starts)]
         if sum(1 for p in paragraphs if len(p) >= PARAGRAPH_ROWS) < PARAGRAPHS:
             return False
@@ -337,7 +361,7 @@ class _Page:
             return
         rows = [row for strip in strips for row in self.rows(strip)]
         extents = self.extents(rows)
-        breaks = set(_breaks(extents)[0])
+        breaks = set(_breaks(extents))
         block: Rows = [rows[0]]
         for k in range(1, len(rows)):
             if (extents[k - 1][1], extents[k][0]) in breaks:
@@ -368,17 +392,17 @@ def _intersect(a: list[Span], c: list[Span]) -> list[Span]:
 
 
 def _gaps(extents: list[Span]) -> list[Span]:
+    """The spans between consecutive rows."""
     return [(extents[k][1], extents[k + 1][0]) for k in range(len(extents) - 1)]
 
 
-def _breaks(extents: list[Span]) -> tuple[list[Span], float]:
-    """Paragraph breaks between rows (at least ``PARAGRAPH_BREAK`` line heights and
-    ``BREAK_OVER_USUAL`` times the median gap), and the widest gap that is not one."""
+def _breaks(extents: list[Span]) -> list[Span]:
+    """The gaps between rows that are paragraph breaks: at least ``PARAGRAPH_BREAK`` line
+    heights, and ``BREAK_OVER_USUAL`` times the median gap."""
     gaps = _gaps(extents)
     if not gaps:
-        return [], 0.0
+        return []
     h = sorted(y1 - y0 for y0, y1 in extents)[len(extents) // 2] / (1 - 2 * SHRINK)
     usual = sorted(z - a for a, z in gaps)[len(gaps) // 2]
     limit = max(PARAGRAPH_BREAK * h, BREAK_OVER_USUAL * usual)
-    widest_other = max((z - a for a, z in gaps if z - a < limit), default=0.0)
-    return [g for g in gaps if g[1] - g[0] >= limit], widest_other
+    return [g for g in gaps if g[1] - g[0] >= limit]

@@ -164,6 +164,16 @@ def prose_page(n: int) -> list[np.ndarray]:
     return [box(40 + 420 * (i % 2), 30 + 26 * (i // 2), 360 - 40 * (i % 7 == 6)) for i in range(n)]
 
 
+def verse_page(n: int) -> list[np.ndarray]:
+    """Two columns of short lines in stanzas of five, the right column's a line lower."""
+    quads = []
+    for i in range(n):
+        column, line = i % 2, i // 2
+        row = line + line // 5 + column  # a blank row after each stanza
+        quads.append(box(40 + 300 * column, 30 + 28 * row, 120 + 20 * (line % 3)))
+    return quads
+
+
 def card_wall(n: int) -> list[np.ndarray]:
     """Cards of five lines, four to a row of cards, rows of cards 3 line heights apart."""
     quads = []
@@ -185,7 +195,7 @@ def scattered(n: int) -> list[np.ndarray]:
     return [box(*rng.uniform(0, side, 2), rng.uniform(10, 200), rng.uniform(8, 30)) for _ in range(n)]
 
 
-@pytest.mark.parametrize("layout", [prose_page, card_wall, character_grid, scattered])
+@pytest.mark.parametrize("layout", [prose_page, verse_page, card_wall, character_grid, scattered])
 def test_cost_grows_as_n_log_n(layout: Callable[[int], list[np.ndarray]]) -> None:
     """1,000 boxes within 50 ms, and 4x the boxes for at most 6x the time (n log n: ~4.8x; n^2
     would be 16x). Times are this thread's CPU time, best of interleaved runs: on a shared
