@@ -140,8 +140,8 @@ void ocr_free(void *p);
 /*
  * Recognises the text of one image held in memory (JPEG, PNG, BMP, TIFF or WebP).
  *
- * Returns the text as a NUL-terminated UTF-8 string, lines joined by '\n' and
- * "" when the image has no text; free it with ocr_free(). Returns NULL on
+ * Returns the text as a NUL-terminated UTF-8 string, as ocr_result_text() gives
+ * it, and "" when the image has no text; free it with ocr_free(). Returns NULL on
  * failure; ocr_last_error_code() / ocr_last_error() tell why. NULL `bytes`
  * or `len` 0 fail with OCR_E_BAD_REQUEST.
  *
@@ -255,7 +255,11 @@ float ocr_result_line_score(const ocr_result *r, size_t i);
  */
 int ocr_result_line_box(const ocr_result *r, size_t i, float xy[8]);
 
-/* All lines' texts joined by '\n' ("" when there are none). */
+/*
+ * The page's text as a person reads it: the lines of a row joined by a space,
+ * rows by '\n', blocks (columns, cells of a grid, paragraphs) by a blank line;
+ * "" when there are no lines. Lines are in reading order, a row's left to right.
+ */
 const char *ocr_result_text(const ocr_result *r);
 
 /*
