@@ -152,6 +152,17 @@ def test_placements_cover_every_box_once_in_a_consistent_structure(seed: int) ->
             assert quads[a.index][0, 0] <= quads[z.index][0, 0]  # left to right within a row
 
 
+@pytest.mark.parametrize("layout", ["verse", "cards", "receipt"])
+def test_order_does_not_depend_on_scale_position_or_a_small_tilt(layout: str) -> None:
+    """Every threshold is in line heights: the same page at another resolution reads the same."""
+    quads = {"verse": verse_page, "cards": card_wall, "receipt": receipt_page}[layout](120)
+    angle = np.deg2rad(3)
+    tilt = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    want = arrange(quads)
+    for change in (lambda q: q * 0.37 + 11, lambda q: q * 3.1 - 40, lambda q: q @ tilt.T):
+        assert arrange([change(q.astype(np.float64)) for q in quads]) == want
+
+
 def test_no_boxes_and_one_box() -> None:
     assert arrange([]) == []
     assert arrange([box(5, 5, 50)]) == [Placement(0, 0, 0)]
@@ -171,6 +182,15 @@ def verse_page(n: int) -> list[np.ndarray]:
         column, line = i % 2, i // 2
         row = line + line // 5 + column  # a blank row after each stanza
         quads.append(box(40 + 300 * column, 30 + 28 * row, 120 + 20 * (line % 3)))
+    return quads
+
+
+def receipt_page(n: int) -> list[np.ndarray]:
+    """Items with prices at the right edge, a blank line after every tenth."""
+    quads = []
+    for i in range(n // 2):
+        y = 30 + 28 * (i + i // 10)
+        quads += [box(30, y, 80 + 23 * (i % 5)), box(420 - 12 * (i % 2), y, 50 + 12 * (i % 2))]
     return quads
 
 
