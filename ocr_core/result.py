@@ -22,8 +22,8 @@ class TextLine:
     text: str
     score: float
     box: Box
-    block: int = 0
-    row: int = 0
+    block: int
+    row: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
