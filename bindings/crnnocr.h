@@ -149,7 +149,9 @@ void ocr_free(void *p);
  *
  * Uses a process-wide default engine (page mode, options from the CRNNOCR_*
  * environment variables) created by the first call, which therefore also pays
- * for starting Python and loading the models. Thread-safe.
+ * for starting Python and loading the models. Its runtime is CRNNOCR_BACKEND's,
+ * else "auto" (see ocr_options.backend): a program that calls once and exits
+ * starts fastest with CRNNOCR_BACKEND=onnxruntime. Thread-safe.
  */
 char *ocr_recognize(const unsigned char *bytes, size_t len);
 
