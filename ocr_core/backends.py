@@ -6,14 +6,13 @@ runtime has a module of its own, imported only when it runs: ``sessions`` (ONNX 
 ``openvino_models`` (OpenVINO). This module is stdlib only: the CGI's health check imports it.
 
 ``backend="auto"`` chooses per process (``resolve``), from measurements on a 2-core Xeon with
-AMX (bf16), PP-OCRv6 small, a sroie receipt page:
+AMX (bf16), PP-OCRv6 small (README: Inference backends):
 
-- a long-lived process (a Python program, a C host, a pool worker) runs a page in ~0.4x ONNX
-  Runtime's time on OpenVINO with bf16 at 1 thread (~0.5x at 2) once its input shapes are warm;
-  with f32 (a CPU without bf16) OpenVINO is no faster than ONNX Runtime, so auto keeps ONNX Runtime;
-- a one-shot process (the CLI, a CGI hit) pays ``import openvino`` (~170-220 ms) and a compile
-  per new input shape, against ~22 ms to import ONNX Runtime: a cold line takes ~2x as long, so
-  auto keeps ONNX Runtime there.
+- a long-lived process (a Python program, a C host, a pool worker) reads a sroie receipt in
+  ~0.43x ONNX Runtime's time on OpenVINO with bf16, at 1 and at 2 threads, once its input shapes
+  are warm; forced to f32 (a CPU without bf16) OpenVINO is no faster, so auto keeps ONNX Runtime;
+- a one-shot process (the CLI, a CGI hit) pays ``import openvino`` (~140 ms) and a compile per new
+  input shape: a cold line takes 311 ms against 197 ms, so auto keeps ONNX Runtime there.
 """
 
 from __future__ import annotations
