@@ -272,3 +272,18 @@ def test_a_corrupt_model_is_model_unavailable_on_openvino(tmp_path: Path) -> Non
         Engine.load(EngineConfig(model_dir=model_dir, backend="openvino"))
     assert caught.value.code is ErrorCode.MODEL_UNAVAILABLE
     assert f"make models PACK={DEFAULT_PACK}" in caught.value.message
+
+
+def test_openvino_without_bf16_runs_f32_from_its_own_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU without bf16 gets f32 models (compiled from the f32 weights), cached apart from bf16 ones."""
+    from ocr_core import openvino_models
+
+    monkeypatch.setattr(openvino_models, "precision", lambda: "f32")
+    model_dir = copy_pack(tmp_path)
+    engine = Engine.load(EngineConfig(model_dir=model_dir, backend="openvino", threads=1))
+    assert engine.runtime.precision == "f32"
+    assert engine.recognize(render_text(["Cache 2026"]), RecognizeOptions(mode="line")).text == "Cache 2026"
+    blobs = (model_dir / DEFAULT_PACK / "cache").glob("openvino-*/*.blob")
+    assert [blob.name.split(".")[2] for blob in blobs] == ["f32"]
