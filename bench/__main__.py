@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import cbench, cgibench
 from bench.accuracy import EngineRun, run_engine
-from bench.engines.specs import ONNX_THREADS, ROOT, EngineSpec, crnnocr, peers
+from bench.engines.specs import CRNNOCR_BACKENDS, ONNX_THREADS, ROOT, EngineSpec, crnnocr, peers
 from bench.losses import load_score_module
 from bench.report import RunResult, render
 from bench.speed import COLD_RUNS, EngineSpeed, measure, warm_medians
@@ -36,6 +36,11 @@ def _args() -> argparse.Namespace:
         "--packs",
         default="default",
         help="crnnocr packs: 'default', 'all' (every installed pack) or a comma list",
+    )
+    p.add_argument(
+        "--backends",
+        default=",".join(CRNNOCR_BACKENDS),
+        help="crnnocr's inference runtimes to run, comma list (default: both, side by side)",
     )
     p.add_argument("--engines", default="", help="comma list of engine keys to keep (default: all)")
     p.add_argument("--rows", default="", help="comma list of set names or row ids to keep (default: all)")
@@ -62,7 +67,8 @@ def _engines(args: argparse.Namespace) -> list[EngineSpec]:
         packs = sorted(_installed_packs(), key=lambda p: p != DEFAULT_PACK)
     else:
         packs = args.packs.split(",")
-    engines = [*(crnnocr(p) for p in packs), *peers()]
+    backends = args.backends.split(",")
+    engines = [*(crnnocr(p, b) for p in packs for b in backends), *peers()]
     keep = set(filter(None, args.engines.split(",")))
     return [e for e in engines if not keep or e.key in keep]
 
@@ -76,15 +82,9 @@ def _header(eval_dir: Path, tasks: list[Task], args: argparse.Namespace, started
         ),
         platform.processor() or "?",
     )
-    ort = (
-        subprocess.run(
-            [sys.executable, "-c", "import onnxruntime; print(onnxruntime.__version__)"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        or "?"
-    )
+    code = "import importlib.metadata as m; print(m.version('onnxruntime'), m.version('openvino'))"
+    versions = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    ort, openvino = [*versions.stdout.split(), "?", "?"][:2]
     sampled = [t for t in tasks if t.subsampled_from]
     lines = [
         (
@@ -93,7 +93,7 @@ def _header(eval_dir: Path, tasks: list[Task], args: argparse.Namespace, started
         ),
         (
             f"- machine: nproc {os.cpu_count()}, {cpu}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, onnxruntime {ort} (project venv)"
+            f"Python {platform.python_version()}, onnxruntime {ort}, openvino {openvino} (project venv)"
         ),
         (
             f"- ONNX engines: {ONNX_THREADS} intra-op threads; Tesseract: OMP_THREAD_LIMIT=1; "
@@ -156,6 +156,12 @@ def main() -> None:
         live = [run for run in runs if not run.skipped]
         speed_rows = [t for t in tasks if t.id in (line_task, page_task)]
         warm = warm_medians([run.engine for run in live], speed_rows, eval_dir)
+        # crnnocr's runtimes again at 1 thread (a pool worker's setting), side by side the same way.
+        ours = [run.engine for run in live if run.engine.is_ours]
+        backends = [e.options["backend"] for e in ours if e.options["pack"] == DEFAULT_PACK]
+        if len(backends) > 1:
+            one_thread = [crnnocr(DEFAULT_PACK, backend, threads=1) for backend in backends]
+            warm |= warm_medians(one_thread, speed_rows, eval_dir)
         print("== cold start and memory", file=sys.stderr, flush=True)
         speed = measure([run.engine for run in live], line_image, page_image)
 

@@ -53,8 +53,9 @@ def _command(engine: EngineSpec, mode: str, image: Path) -> list[str]:
         psm = ["--psm", "7"] if mode == "line" else []
         return ["tesseract", str(image), "stdout", "-l", engine.options["langs"], *psm]
     if engine.is_ours and mode == "line":
-        pack = engine.options["pack"]
-        return [str(engine.python), "-m", "ocr_core", "--mode", "line", "--pack", pack, str(image)]
+        pack, backend = engine.options["pack"], engine.options["backend"]
+        return [str(engine.python), "-m", "ocr_core", "--mode", "line", "--pack", pack, "--backend", backend,
+                str(image)]
     return [str(engine.python), "-m", engine.module, "--once", mode, str(image), json.dumps(engine.options)]
 
 
@@ -62,7 +63,8 @@ def _cold_what(engine: EngineSpec) -> str:
     if engine.module == "bench.engines.tesseract":
         return "`tesseract LINE stdout --psm 7` (a fresh process is all Tesseract's CLI has)"
     if engine.is_ours:
-        return "`python -m ocr_core --mode line LINE` (the CLI: imports, engine, one line, print)"
+        return (f"`python -m ocr_core --mode line --backend {engine.options['backend']} LINE` "
+                "(the CLI: imports, engine, one line, print)")
     return "`python -m bench.engines.rapidocr --once line` (imports, sessions, one line, rec only)"
 
 

@@ -158,6 +158,7 @@ def bridge_engine_new(options, out_id):
         max_bytes=options.max_bytes or None,
         max_pixels=options.max_pixels or None,
         det_max_side=options.det_max_side or None,
+        backend=_optional_str(options.backend),
     )
     defaults = RecognizeOptions(
         mode="line" if options.mode == 1 else "page",

@@ -34,7 +34,7 @@ typedef enum ocr_mode { OCR_MODE_PAGE = 0, OCR_MODE_LINE = 1 } ocr_mode;
 typedef struct ocr_options {
     size_t struct_size; const char *model_dir; const char *pack; int threads;
     size_t max_bytes; size_t max_pixels; int det_max_side;
-    ocr_mode mode; int use_cls; float min_score;
+    ocr_mode mode; int use_cls; float min_score; const char *backend;
 } ocr_options;
 typedef struct ocr_result ocr_result;
 

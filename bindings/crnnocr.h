@@ -2,8 +2,8 @@
  * crnnocr.h - the C API of libcrnnocr: image bytes in, recognised text out.
  *
  * libcrnnocr runs the crnnocr engine (a DB text detector and a CRNN/CTC line
- * recogniser on ONNX Runtime) inside an embedded Python interpreter that the
- * library starts itself on the first call. Callers need no Python knowledge:
+ * recogniser on ONNX Runtime or OpenVINO) inside an embedded Python interpreter
+ * that the library starts itself on the first call. Callers need no Python knowledge:
  * include this header, link with `pkg-config --cflags --libs crnnocr`.
  *
  * Quick start
@@ -31,8 +31,10 @@
  *  - Threads. All functions may be called from any thread. An engine may be
  *    used by many threads at once; a result belongs to whoever holds it.
  *    The first call that needs the engine starts Python; concurrent first calls
- *    are serialised, later ones run in parallel (ONNX Runtime and OpenCV release
- *    Python's interpreter lock while they compute).
+ *    are serialised, later ones run in parallel (the inference runtime and OpenCV
+ *    release Python's interpreter lock while they compute). On OpenVINO an engine
+ *    runs as many calls at once as `threads` per call fit on the cores (threads = 1:
+ *    one per core; threads = 0: one at a time, each on all cores); more wait.
  *  - Process rules. Python is never shut down, so the library stays usable until
  *    the process exits. Do not use the library in a child created by fork() after
  *    the parent has started it (the child inherits a Python whose other threads
@@ -46,7 +48,7 @@
  *      CRNNOCR_VENV       Python virtual environment to run (default: $CRNNOCR_HOME/venv,
  *                         then $CRNNOCR_HOME/.venv)
  *      CRNNOCR_MODEL_DIR, CRNNOCR_PACK, CRNNOCR_THREADS, CRNNOCR_MAX_BYTES,
- *      CRNNOCR_MAX_PIXELS, CRNNOCR_DET_MAX_SIDE
+ *      CRNNOCR_MAX_PIXELS, CRNNOCR_DET_MAX_SIDE, CRNNOCR_BACKEND
  *                         engine defaults, as for the CGI (see README)
  *    If the host process has already started a Python interpreter itself, the
  *    library joins it and adds its runtime to that interpreter's sys.path.
@@ -147,7 +149,9 @@ void ocr_free(void *p);
  *
  * Uses a process-wide default engine (page mode, options from the CRNNOCR_*
  * environment variables) created by the first call, which therefore also pays
- * for starting Python and loading the models. Thread-safe.
+ * for starting Python and loading the models. Its runtime is CRNNOCR_BACKEND's,
+ * else "auto" (see ocr_options.backend): a program that calls once and exits
+ * starts fastest with CRNNOCR_BACKEND=onnxruntime. Thread-safe.
  */
 char *ocr_recognize(const unsigned char *bytes, size_t len);
 
@@ -172,7 +176,7 @@ typedef struct ocr_options {
                                runtime's models/ */
     const char *pack;       /* model pack name, e.g. "ppocr-v6-small"; NULL = CRNNOCR_PACK or
                                the default pack */
-    int threads;            /* ONNX Runtime threads per call: 0 = all cores (best for one caller),
+    int threads;            /* inference threads per call: 0 = all cores (best for one caller),
                                1 = best when several threads call at once; -1 = CRNNOCR_THREADS
                                or 0 */
     size_t max_bytes;       /* refuse larger inputs (OCR_E_PAYLOAD_TOO_LARGE);
@@ -185,6 +189,14 @@ typedef struct ocr_options {
     ocr_mode mode;          /* OCR_MODE_PAGE (default) or OCR_MODE_LINE */
     int use_cls;            /* nonzero: detect and turn upside-down lines (slower); default 0 */
     float min_score;        /* drop lines whose confidence is below this, 0..1; default 0.5 */
+    /* Appended later; a caller built with an older header (smaller struct_size) gets the default: */
+    const char *backend;    /* inference runtime: "onnxruntime", "openvino" or "auto"; NULL =
+                               CRNNOCR_BACKEND or "auto", which in a program using this library is
+                               OpenVINO (bf16) on a CPU with AVX-512 BF16 or AMX, else ONNX
+                               Runtime. OpenVINO reads a page in about half the time once warm,
+                               but its first call costs ~250 ms more (importing and loading it),
+                               and each new image size compiles kernels once: choose
+                               "onnxruntime" for a program that makes one call and exits */
 } ocr_options;
 
 /* Fills *o with the defaults described above. NULL-safe. No Python needed. */

@@ -7,10 +7,14 @@
  *                                    by a call on GOOD that must work again
  *   test_api engine GOOD [MODEL_DIR] engine options that must fail, then a result read in full
  *   test_api maps GOOD               one call, then the _cffi_backend and libpython files mapped,
+ *                                    the inference runtime's libraries mapped ("runtime" records),
  *                                    and OPENBLAS_NUM_THREADS as the host's environment has it now
+ *   test_api backends GOOD           a line-mode engine per backend option, and one whose struct
+ *                                    has the layout of a caller built before `backend` existed
  *
  * Output is one tab-separated record per line (see each command), for the test to parse.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +65,8 @@ static int cmd_static(void)
         printf("strerror\t%d\t%s\n", code, ocr_strerror(code));
     ocr_options_init(&o);
     printf("options\t%d\t%d\t%d\t%.2f\t%d\n", o.struct_size == sizeof o, o.threads, (int)o.mode,
-           (double)o.min_score, o.model_dir == NULL && o.pack == NULL && o.max_bytes == 0);
+           (double)o.min_score,
+           o.model_dir == NULL && o.pack == NULL && o.max_bytes == 0 && o.backend == NULL);
     ocr_options_init(NULL);
     ocr_free(NULL);
     ocr_result_free(NULL);
@@ -123,6 +128,9 @@ static int cmd_engine(int argc, char **argv)
     o.min_score = 2.0f;
     report_engine("bad_min_score", &o);
     ocr_options_init(&o);
+    o.backend = "tensorflow";
+    report_engine("bad_backend", &o);
+    ocr_options_init(&o);
     o.struct_size = 0;
     report_engine("uninitialised_options", &o);
     code = ocr_engine_new(NULL, NULL);
@@ -183,10 +191,47 @@ static int cmd_maps(char **argv)
         char *path = strchr(line, '/');
         if (path && (strstr(path, "_cffi_backend") || strstr(path, "libpython")))
             printf("mapped\t%s", path);
+        if (path && (strstr(path, "libopenvino.so") || strstr(path, "onnxruntime_pybind11")))
+            printf("runtime\t%s", path);
     }
     fclose(maps);
     value = getenv("OPENBLAS_NUM_THREADS");
     printf("env\tOPENBLAS_NUM_THREADS\t%s\n", value ? value : "(unset)");
+    return 0;
+}
+
+/* "backend\tNAME\tCODE\tTEXT" for a line-mode engine with options.backend = NAME ("null" = NULL). */
+static void report_backend(const char *name, const char *backend, size_t struct_size,
+                           const unsigned char *good, size_t len)
+{
+    ocr_options o;
+    ocr_engine *e = NULL;
+    ocr_result *r = NULL;
+    int code;
+    ocr_options_init(&o);
+    o.backend = backend;
+    o.mode = OCR_MODE_LINE;
+    o.threads = 1;
+    o.struct_size = struct_size;
+    code = ocr_engine_new(&o, &e);
+    if (code == OCR_OK)
+        code = ocr_engine_recognize(e, good, len, &r);
+    printf("backend\t%s\t%d\t%s\n", name, code, code == OCR_OK ? ocr_result_text(r) : ocr_last_error());
+    ocr_result_free(r);
+    ocr_engine_free(e);
+}
+
+static int cmd_backends(char **argv)
+{
+    size_t len;
+    unsigned char *good = read_file(argv[2], &len);
+    report_backend("onnxruntime", "onnxruntime", sizeof(ocr_options), good, len);
+    report_backend("openvino", "openvino", sizeof(ocr_options), good, len);
+    report_backend("auto", "auto", sizeof(ocr_options), good, len);
+    report_backend("null", NULL, sizeof(ocr_options), good, len);
+    /* A caller built before the field existed: the library must not read past its struct. */
+    report_backend("old_layout", "tensorflow", offsetof(ocr_options, backend), good, len);
+    free(good);
     return 0;
 }
 
@@ -200,6 +245,9 @@ int main(int argc, char **argv)
         return cmd_engine(argc, argv);
     if (argc == 3 && strcmp(argv[1], "maps") == 0)
         return cmd_maps(argv);
-    fputs("usage: test_api static | inputs GOOD FILE... | engine GOOD [MODEL_DIR] | maps GOOD\n", stderr);
+    if (argc == 3 && strcmp(argv[1], "backends") == 0)
+        return cmd_backends(argv);
+    fputs("usage: test_api static | inputs GOOD FILE... | engine GOOD [MODEL_DIR] | maps GOOD"
+          " | backends GOOD\n", stderr);
     return 2;
 }

@@ -82,9 +82,9 @@ from pathlib import Path
 root = Path(sys.argv[1])
 sys.path.insert(0, str(root))
 from ocr_core.packs import installed_packs, pack_spec
-from ocr_core.sessions import build_optimized_cache
+from ocr_core.backends import build_caches
 for name in installed_packs(root / "models"):
-    build_optimized_cache(root / "models", pack_spec(root / "models", name))
+    build_caches(root / "models", pack_spec(root / "models", name))
 """
 
 

@@ -35,7 +35,7 @@ $(BUILD)/ocr_post: c_client/ocr_post.c
 	$(CC) $(CLIENT_CFLAGS) -O2 $< -o $@
 
 install: lib
-	$(PY) bindings/install.py --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
+	$(PY) bindings/install.py --build-dir $(BUILD) --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 uninstall:
 	$(PY) bindings/install.py --uninstall --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))

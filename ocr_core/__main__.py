@@ -1,8 +1,9 @@
 """Command line: ``python -m ocr_core [--mode page|line] [--pack P] [--jsonl] FILE...`` (``-`` = stdin).
 
 Plain output is the recognised text of each file. ``--jsonl`` prints one JSON object per file:
-``Result.to_dict()`` plus ``"file"``, or ``{"file", "ok": false, "error": {...}}`` for a file that
-failed. Every file is processed; the exit status is 1 if any failed, 2 for bad usage.
+``Result.to_dict()`` plus ``"file"`` and ``"backend"`` (the runtime, its version and precision),
+or ``{"file", "ok": false, "error": {...}}`` for a file that failed. Every file is processed; the
+exit status is 1 if any failed, 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import EngineConfig, RecognizeOptions
+from .config import BACKENDS, EngineConfig, RecognizeOptions
 from .errors import ErrorCode, OcrError
 
 
@@ -39,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cls", action="store_true", help="turn upside-down lines (0/180° classifier)")
     parser.add_argument("--min-score", type=float, help="drop lines scoring below this (0..1)")
     parser.add_argument("--jsonl", action="store_true", help="one JSON object per file per line")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="inference runtime (default: CRNNOCR_BACKEND, else auto: onnxruntime here)")
     args = parser.parse_args(argv)
 
     failed = False
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from .engine import Engine
 
-        config = EngineConfig.from_env(pack=args.pack)
+        config = EngineConfig.from_env(pack=args.pack, backend=args.backend)
         options = RecognizeOptions(mode=args.mode, use_cls=args.cls, min_score=args.min_score)
         engine = Engine.load(config)
     except OcrError as exc:
@@ -72,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             emit_error(name, OcrError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
             continue
         if args.jsonl:
-            record: dict[str, Any] = {"file": name, **result.to_dict()}
+            record: dict[str, Any] = {"file": name, **result.to_dict(), "backend": engine.runtime.to_dict()}
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif result.text:
             print(result.text, flush=True)
@@ -82,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     from .process import configure_process
 
-    configure_process()
+    # One call and exit: the fastest start wins (backend=auto takes ONNX Runtime).
+    configure_process(one_shot=True)
     status = main()
     # Everything is written: skip interpreter teardown (module and ONNX Runtime destructors), which
     # costs a one-shot process ~25 ms and gives nothing back. The CGI ends the same way.

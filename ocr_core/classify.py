@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
+from .backends import InferenceModel
 from .packs import ClsSpec
 
 BATCH = 8
@@ -17,9 +17,8 @@ BATCH = 8
 class OrientationClassifier:
     """Immutable after construction; ``upside_down`` may run in many threads at once."""
 
-    def __init__(self, session: ort.InferenceSession, spec: ClsSpec, threshold: float = 0.9) -> None:
-        self._session = session
-        self._input = session.get_inputs()[0].name
+    def __init__(self, model: InferenceModel, spec: ClsSpec, threshold: float = 0.9) -> None:
+        self._model = model
         self._spec = spec
         self._flipped_index = spec.labels.index(180)
         self._threshold = threshold
@@ -38,7 +37,7 @@ class OrientationClassifier:
         flags: list[bool] = []
         for start in range(0, len(crops), BATCH):
             batch = np.stack([self._prepare(c) for c in crops[start:start + BATCH]])
-            probs = self._session.run(None, {self._input: batch})[0]
+            probs = self._model.run(batch)
             flags.extend(
                 bool(p.argmax() == self._flipped_index and p[self._flipped_index] >= self._threshold)
                 for p in probs

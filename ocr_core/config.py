@@ -11,6 +11,8 @@ from typing import Literal
 from .errors import ErrorCode, OcrError
 
 Mode = Literal["page", "line"]
+# Inference runtimes; "auto" picks one per process (ocr_core.backends.resolve states the rule).
+BACKENDS = ("onnxruntime", "openvino", "auto")
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_PACK = "ppocr-v6-small"
@@ -23,6 +25,7 @@ ENV_VARS: Mapping[str, str] = {
     "CRNNOCR_MAX_BYTES": "max_bytes",
     "CRNNOCR_MAX_PIXELS": "max_pixels",
     "CRNNOCR_DET_MAX_SIDE": "det_max_side",
+    "CRNNOCR_BACKEND": "backend",
 }
 
 
@@ -30,9 +33,9 @@ ENV_VARS: Mapping[str, str] = {
 class EngineConfig:
     """How an engine is built. Immutable: one engine, one configuration.
 
-    ``threads`` is ONNX Runtime's intra-op thread count; 0 means all the physical cores this
-    process may run on (``process.available_cores``), right for one caller at a time.
-    Processes or threads that run side by side want 1 each.
+    ``threads`` is the inference runtime's thread count per call; 0 means all the physical cores
+    this process may run on (``process.available_cores``), right for one caller at a time.
+    Processes or threads that run side by side want 1 each. ``backend`` is one of ``BACKENDS``.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -41,6 +44,7 @@ class EngineConfig:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     det_max_side: int = 960
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -50,6 +54,10 @@ class EngineConfig:
             raise OcrError(ErrorCode.BAD_REQUEST, "max_bytes and max_pixels must be positive")
         if not 32 <= self.det_max_side <= 8192:
             raise OcrError(ErrorCode.BAD_REQUEST, "det_max_side must be within 32..8192")
+        if self.backend not in BACKENDS:
+            raise OcrError(
+                ErrorCode.BAD_REQUEST, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> EngineConfig:

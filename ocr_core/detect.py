@@ -1,7 +1,8 @@
 """DB (differentiable binarisation) text detector: a page in, text-line quadrilaterals out.
 
 The image is only ever shrunk to fit ``max_side`` (never upscaled: a 40 px line must stay a
-small input, not become a 9000 px one), padded to a multiple of 32, and run once. The
+small input, not become a 9000 px one), padded to a multiple of 32 (or the next size the
+runtime prefers: ``InferenceModel.fit``), and run once. The
 probability map is thresholded; each connected region becomes its minimum-area rectangle, is
 scored by the mean probability inside it, and is expanded ("unclipped") by
 ``area * unclip_ratio / perimeter`` on every side. For a rectangle that expansion is exact: the
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
+from .backends import InferenceModel
 from .packs import DetSpec
 
 Quad = np.ndarray  # float32 (4, 2), clockwise from top-left, in input-image pixels
@@ -55,11 +56,8 @@ def channel_medians(image: np.ndarray) -> np.ndarray:
 class Detector:
     """Immutable after construction; ``detect`` may run in many threads at once."""
 
-    def __init__(
-        self, session: ort.InferenceSession, spec: DetSpec, params: DetectorParams | None = None
-    ) -> None:
-        self._session = session
-        self._input = session.get_inputs()[0].name
+    def __init__(self, model: InferenceModel, spec: DetSpec, params: DetectorParams | None = None) -> None:
+        self._model = model
         self._mean = np.array(spec.mean, dtype=np.float32) * 255.0
         self._inv_std = 1.0 / (np.array(spec.std, dtype=np.float32) * 255.0)
         self._params = params or DetectorParams()
@@ -69,7 +67,8 @@ class Detector:
         scale = min(1.0, max_side / max(h, w))
         rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
         resized = cv2.resize(bgr, (rw, rh), interpolation=cv2.INTER_AREA) if scale < 1.0 else bgr
-        ph, pw = -(-rh // 32) * 32, -(-rw // 32) * 32
+        limit = -(-max_side // 32) * 32
+        ph, pw = self._model.fit(rh, 32, limit), self._model.fit(rw, 32, limit)
         tensor = np.empty((1, 3, ph, pw), dtype=np.float32)
         # Plane by plane: normalising the HxWx3 array at once broadcasts over an innermost axis of
         # 3, which numpy runs ~5x slower (10 ms of a receipt).
@@ -89,7 +88,7 @@ class Detector:
         """Quadrilaterals (in ``bgr``'s pixels) with their scores, in no particular order."""
         h, w = bgr.shape[:2]
         tensor, scale = self._prepare(bgr, max_side)
-        prob = self._session.run(None, {self._input: tensor})[0][0, 0]
+        prob = self._model.run(tensor)[0, 0]
         rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
         prob = prob[:rh, :rw]
         return [(quad / scale, score) for quad, score in self._boxes(prob)]

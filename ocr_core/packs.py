@@ -1,7 +1,8 @@
 """Model packs as the manifest describes them: specs, file locations and a cheap installed check.
 
 A pack lives in ``<model_dir>/<pack>/``: ``det.onnx``, ``rec.onnx``, optionally ``cls.onnx`` and
-``charset.txt``, and ``cache/`` with ONNX Runtime's pre-optimised graphs. This is what every run
+``charset.txt``, and ``cache/`` with ONNX Runtime's pre-optimised graphs and OpenVINO's compiled
+models. This is what every run
 needs; fetching and hashing (``ocr_core.models``) are kept apart so a cold start does not import
 them.
 """
@@ -190,3 +191,28 @@ def optimized_model_path(model_dir: Path, spec: PackSpec, role: str, onnxruntime
 def weights_path(optimized_model: Path) -> Path:
     """The weights file that a cached graph names as its external data."""
     return optimized_model.with_suffix(".weights")
+
+
+
+def _openvino_cache(model_dir: Path, spec: PackSpec, role: str, openvino_version: str) -> tuple[Path, str]:
+    directory = model_dir / spec.name / "cache" / f"openvino-{openvino_version}"
+    return directory, f"{role}.{spec.files[role].sha256[:16]}"
+
+
+def compiled_model_path(
+    model_dir: Path, spec: PackSpec, role: str, openvino_version: str, precision: str
+) -> Path:
+    """Where OpenVINO's compiled model of a pack's model is cached, for one precision.
+
+    Keyed like the ONNX Runtime cache, plus the precision: a bf16 model is compiled differently
+    (and from weights stored as f16) from an f32 one.
+    """
+    cache, stem = _openvino_cache(model_dir, spec, role, openvino_version)
+    return cache / f"{stem}.{precision}.blob"
+
+
+def metadata_path(model_dir: Path, spec: PackSpec, role: str, openvino_version: str) -> Path:
+    """The JSON file beside the compiled models holding the source model's custom metadata
+    (a compiled model keeps none; the recogniser's charset is there)."""
+    cache, stem = _openvino_cache(model_dir, spec, role, openvino_version)
+    return cache / f"{stem}.metadata.json"

@@ -11,6 +11,11 @@ before numpy, OpenCV or ONNX Runtime is imported. An operator's explicit value a
   core's matrix products are 2×2 and need no BLAS threads.
 - ``CRNNOCR_THREADS=1`` for processes that run side by side (CGI hits, pool workers): ONNX
   Runtime threads of many processes would fight over the same cores.
+- ``CRNNOCR_PROCESS``, the process's own statement of what it is (``one-shot``: the CLI, a CGI hit;
+  ``worker``: a pool worker, one call at a time; unset: a long-lived host such as a Python
+  program or a C program, whose threads may call at once). It is not an operator's setting:
+  ``configure_process`` writes it, so a child never keeps its parent's. ``backend=auto`` and
+  OpenVINO's stream count read it (``ocr_core.backends``).
 
 ``available_cores`` is here too: a pool supervisor sizes itself with it and must not import
 ONNX Runtime. Stdlib only and cheap: a CGI health check imports this module.
@@ -27,6 +32,8 @@ from pathlib import Path
 ALWAYS: dict[str, str] = {"ORT_DISABLE_TELEMETRY": "1"}
 NATIVE_LOAD: dict[str, str] = {"OPENBLAS_NUM_THREADS": "1"}
 SIDE_BY_SIDE: dict[str, str] = {"CRNNOCR_THREADS": "1"}
+PROCESS_KIND = "CRNNOCR_PROCESS"
+ONE_SHOT, WORKER = "one-shot", "worker"
 
 
 def _set_defaults(values: dict[str, str]) -> None:
@@ -39,13 +46,25 @@ def apply_always() -> None:
     _set_defaults(ALWAYS)
 
 
-def configure_process(*, side_by_side: bool = False) -> None:
+def configure_process(*, side_by_side: bool = False, one_shot: bool = False) -> None:
     """For a process crnnocr owns (the CLI, a CGI hit, a pool worker): call before anything heavy.
 
-    ``side_by_side``: many such processes run at once, so each gets one ONNX Runtime thread
-    unless ``CRNNOCR_THREADS`` says otherwise.
+    ``side_by_side``: many such processes run at once, each making one call at a time, so each
+    gets one inference thread unless ``CRNNOCR_THREADS`` says otherwise. ``one_shot``: the
+    process reads one request and exits, so a fast start matters more than a fast steady state.
     """
     _set_defaults({**ALWAYS, **NATIVE_LOAD, **(SIDE_BY_SIDE if side_by_side else {})})
+    if one_shot:
+        os.environ[PROCESS_KIND] = ONE_SHOT
+    elif side_by_side:
+        os.environ[PROCESS_KIND] = WORKER
+    else:
+        os.environ.pop(PROCESS_KIND, None)
+
+
+def process_kind() -> str | None:
+    """What ``configure_process`` said this process is: ONE_SHOT, WORKER, or None (a long-lived host)."""
+    return os.environ.get(PROCESS_KIND) or None
 
 
 @contextlib.contextmanager

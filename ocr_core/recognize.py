@@ -14,8 +14,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
+from .backends import InferenceModel
 from .errors import ErrorCode, OcrError
 from .packs import PackSpec
 
@@ -33,11 +33,11 @@ MAX_BATCH_PIXELS = 48 * 640
 TRAILING_PAD_RATIO = 0.5
 
 
-def load_charset(session: ort.InferenceSession, spec: PackSpec, model_dir: Path) -> tuple[str, ...]:
+def load_charset(model: InferenceModel, spec: PackSpec, model_dir: Path) -> tuple[str, ...]:
     """The class labels: index 0 is the CTC blank (""), then the charset, then " " if appended."""
     rec = spec.rec
     if rec.charset_key is not None:
-        meta = session.get_modelmeta().custom_metadata_map
+        meta = model.metadata
         if rec.charset_key not in meta:
             raise OcrError(
                 ErrorCode.MODEL_UNAVAILABLE,
@@ -51,8 +51,8 @@ def load_charset(session: ort.InferenceSession, spec: PackSpec, model_dir: Path)
         except (OSError, UnicodeDecodeError) as exc:
             raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"cannot read charset {path}: {exc}") from None
     labels = ("", *chars, *((" ",) if rec.append_space else ()))
-    classes = session.get_outputs()[0].shape[-1]
-    if isinstance(classes, int) and classes != len(labels):
+    classes = model.output_dim
+    if classes is not None and classes != len(labels):
         raise OcrError(
             ErrorCode.MODEL_UNAVAILABLE,
             f"pack {spec.name!r}: the charset gives {len(labels)} classes but the model outputs {classes}",
@@ -63,9 +63,8 @@ def load_charset(session: ort.InferenceSession, spec: PackSpec, model_dir: Path)
 class Recognizer:
     """Immutable after construction; ``recognize`` may run in many threads at once."""
 
-    def __init__(self, session: ort.InferenceSession, spec: PackSpec, labels: Sequence[str]) -> None:
-        self._session = session
-        self._input = session.get_inputs()[0].name
+    def __init__(self, model: InferenceModel, spec: PackSpec, labels: Sequence[str]) -> None:
+        self._model = model
         self._spec = spec.rec
         self._labels = tuple(labels)
 
@@ -86,13 +85,14 @@ class Recognizer:
 
     def _run_batch(self, crops: Sequence[np.ndarray], widths: Sequence[int]) -> list[tuple[str, float]]:
         rec = self._spec
-        batch_width = max(max(widths) + int(rec.height * TRAILING_PAD_RATIO), rec.min_width)
+        needed = max(max(widths) + int(rec.height * TRAILING_PAD_RATIO), rec.min_width)
+        batch_width = self._model.fit(needed, 1)  # the runtime may prefer a little more padding
         batch = np.zeros((len(crops), rec.channels, rec.height, batch_width), dtype=np.float32)
         for i, (crop, width) in enumerate(zip(crops, widths, strict=True)):
             pixels = self._resize(crop, width).astype(np.float32)
             pixels = (pixels * (1.0 / 255.0) - rec.mean) / rec.std
             batch[i, :, :, :width] = pixels.transpose(2, 0, 1)
-        probs = self._session.run(None, {self._input: batch})[0]
+        probs = self._model.run(batch)
         return [self._decode(p) for p in probs]
 
     def _decode(self, probs: np.ndarray) -> tuple[str, float]:

@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions, created from pre-optimised graphs when the cache has them.
+"""ONNX Runtime: sessions created from pre-optimised graphs when the cache has them.
 
 Graph optimisation is most of the cost of creating a session; every CGI hit creates sessions,
 so ``make models`` optimises once and stores the result. The stored graph is optimised at
@@ -23,10 +23,12 @@ import functools
 import os
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
+from .backends import ONNXRUNTIME, RuntimeInfo
 from .errors import ErrorCode, OcrError
-from .packs import PackSpec, optimized_model_path, weights_path
+from .packs import FIX_HINT, PackSpec, optimized_model_path, weights_path
 from .process import available_cores
 
 # Tensors from this size up go to the cache's weights file, which ONNX Runtime maps rather than
@@ -104,8 +106,31 @@ def build_optimized_cache(model_dir: Path, spec: PackSpec) -> None:
             _write_optimized(spec.path(model_dir, role), target)
 
 
-def open_session(model_dir: Path, spec: PackSpec, role: str, threads: int) -> ort.InferenceSession:
-    """A CPU session for one model of the pack, from the optimised cache when present."""
+class OnnxRuntimeModel:
+    """An ``InferenceModel`` (ocr_core.backends) on an ONNX Runtime session, which is thread-safe."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self._input = session.get_inputs()[0].name
+        self.runtime = RuntimeInfo(ONNXRUNTIME, ort.__version__, "f32")
+        self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+        last = session.get_outputs()[0].shape[-1]
+        self.output_dim = last if isinstance(last, int) else None
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: inputs})[0]
+
+    def fit(self, extent: int, multiple: int, limit: int = 0) -> int:
+        # Any shape costs the same to ONNX Runtime: no padding beyond the multiple.
+        return -(-extent // multiple) * multiple
+
+
+def load_model(
+    model_dir: Path, spec: PackSpec, role: str, threads: int, *, keep_working_memory: bool = True
+) -> OnnxRuntimeModel:
+    """A CPU session for one model of the pack, from the optimised cache when present.
+
+    ``keep_working_memory`` is moot here: all sessions share one arena (module docstring)."""
     source = spec.path(model_dir, role)
     cached = optimized_model_path(model_dir, spec, role, ort.__version__)
     try:
@@ -116,12 +141,12 @@ def open_session(model_dir: Path, spec: PackSpec, role: str, threads: int) -> or
                 pass  # The cache only saves time; a read-only or full disk must not stop OCR.
         path = cached if _is_cached(cached) else source
         _register_shared_arena()
-        return ort.InferenceSession(
+        session = ort.InferenceSession(
             str(path), _options(threads, ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
             providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
         raise OcrError(
-            ErrorCode.MODEL_UNAVAILABLE,
-            f"cannot load {source}: {exc}; run `make models PACK={spec.name}` to restore it",
+            ErrorCode.MODEL_UNAVAILABLE, f"cannot load {source}: {exc}; {FIX_HINT.format(pack=spec.name)}"
         ) from None
+    return OnnxRuntimeModel(session)

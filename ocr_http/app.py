@@ -87,6 +87,7 @@ def health(settings: CgiSettings) -> Response:
     from importlib.metadata import PackageNotFoundError, version
 
     from ocr_core import __version__
+    from ocr_core.backends import plan
     from ocr_core.packs import installed_packs
 
     config = engine_config()
@@ -106,6 +107,7 @@ def health(settings: CgiSettings) -> Response:
         "model": config.pack,
         "packs_installed": packs,
         "onnxruntime": onnxruntime,
+        "backend": plan(config.backend).to_dict(),
         "limits": {
             "max_bytes": config.max_bytes,
             "max_pixels": config.max_pixels,

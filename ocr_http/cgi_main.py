@@ -102,8 +102,8 @@ def _arm_watchdog(seconds: float, output: OneShotOutput, response: Response, hea
 def main() -> NoReturn:
     # httpoxy: a client's "Proxy:" header arrives as HTTP_PROXY; nothing here may ever use it.
     os.environ.pop("HTTP_PROXY", None)
-    # Web servers run many CGI processes side by side.
-    configure_process(side_by_side=True)
+    # Web servers run many CGI processes side by side, each for one request.
+    configure_process(side_by_side=True, one_shot=True)
     head_only = os.environ.get("REQUEST_METHOD", "").upper() == "HEAD"
     output = OneShotOutput()
     body = RequestBody(os.environ)

@@ -437,13 +437,35 @@ def test_bad_engine_options_are_refused(install: Install) -> None:
     assert "/nonexistent/crnnocr-models" in engines["missing_model_dir"][1]
     assert engines["unknown_pack"][0] == ErrorCode.MODEL_UNAVAILABLE.number
     assert "no-such-pack" in engines["unknown_pack"][1]
-    for name in ("bad_threads", "bad_min_score", "uninitialised_options", "null_out"):
+    for name in ("bad_threads", "bad_min_score", "bad_backend", "uninitialised_options", "null_out"):
         assert engines[name][0] == ErrorCode.BAD_REQUEST.number and engines[name][1], name
+    assert "onnxruntime" in engines["bad_backend"][1]
     assert engines["defaults"] == (0, "")
     recognize = {name: rest for name, *rest in records(out, "recognize")}
     for name in ("null_bytes", "null_engine", "bad_mode"):
         assert recognize[name] == [str(ErrorCode.BAD_REQUEST.number), "1"], name
     assert recognize["bad_min_score"][0] == str(ErrorCode.BAD_REQUEST.number)
+
+
+def test_backend_option_and_older_option_layouts(install: Install, engine: Engine) -> None:
+    """options.backend picks the runtime; a struct from before the field existed is read up to its
+    struct_size only (its stale "backend" bytes would be a bad option if read)."""
+    image = eval_file(LINE_IMAGES[0])
+    want = engine.recognize(image.read_bytes(), RecognizeOptions(mode="line")).text
+    out = run([install.program("test_api"), "backends", image]).stdout
+    assert {name: (code, text) for name, code, text in records(out, "backend")} == {
+        name: ("0", want) for name in ("onnxruntime", "openvino", "auto", "null", "old_layout")
+    }
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_the_runtime_that_runs_is_the_one_asked_for(install: Install, backend: str) -> None:
+    """Read from the host's own memory map: only the asked-for runtime's library is loaded."""
+    image = eval_file(LINE_IMAGES[0])
+    out = run([install.program("test_api"), "maps", image], env=clean_env(CRNNOCR_BACKEND=backend)).stdout
+    assert records(out, "call")[0][1] == "0", out
+    mapped = {"openvino" if "openvino" in path else "onnxruntime" for (path,) in records(out, "runtime")}
+    assert mapped == {backend}
 
 
 def test_ocr_file_exit_status(install: Install) -> None:
@@ -545,7 +567,7 @@ def test_rss_stays_flat_over_many_calls(install: Install) -> None:
 
 @pytest.mark.skipif(
     os.environ.get("CRNNOCR_VALGRIND") != "1",
-    reason="SKIPPED LOUDLY: the valgrind run needs ~3 CPU minutes (Python + ONNX Runtime under memcheck); "
+    reason="SKIPPED LOUDLY: the valgrind run needs ~3 CPU minutes (Python and its runtime in memcheck); "
     "`make test` and `make c-memcheck` set CRNNOCR_VALGRIND=1 to run it",
 )
 def test_valgrind_ocr_file(install: Install) -> None:

@@ -98,7 +98,7 @@ def test_fetch_is_idempotent_and_builds_the_cache_on_first_load(tmp_path: Path) 
     model_dir = copy_pack(tmp_path)
     spec = pack_spec(model_dir, DEFAULT_PACK)
     assert fetch_pack(model_dir, spec) is False  # verified by sha256, nothing downloaded
-    engine = Engine.load(EngineConfig(model_dir=model_dir, threads=1))
+    engine = Engine.load(EngineConfig(model_dir=model_dir, threads=1, backend="onnxruntime"))
     cache = model_dir / DEFAULT_PACK / "cache"
     graphs = list(cache.glob("ort-*/rec.*.onnx"))
     assert len(graphs) == 1 and graphs[0].with_suffix(".weights").stat().st_size > 1_000_000
@@ -108,11 +108,11 @@ def test_fetch_is_idempotent_and_builds_the_cache_on_first_load(tmp_path: Path) 
 
 def test_a_cached_graph_without_its_weights_is_rebuilt(tmp_path: Path) -> None:
     model_dir = copy_pack(tmp_path)
-    expected = Engine.load(EngineConfig(model_dir=model_dir, threads=1)).recognize(
-        render_text(["Weights 42"]), RecognizeOptions(mode="line")).text
+    config = EngineConfig(model_dir=model_dir, threads=1, backend="onnxruntime")
+    expected = Engine.load(config).recognize(render_text(["Weights 42"]), RecognizeOptions(mode="line")).text
     (weights,) = (model_dir / DEFAULT_PACK / "cache").glob("ort-*/rec.*.weights")
     weights.unlink()
-    engine = Engine.load(EngineConfig(model_dir=model_dir, threads=1))
+    engine = Engine.load(config)
     assert weights.exists()
     assert engine.recognize(render_text(["Weights 42"]), RecognizeOptions(mode="line")).text == expected
 
@@ -129,27 +129,24 @@ def test_a_classic_one_channel_32px_crnn_is_describable() -> None:
     assert spec.det is None and spec.cls is None
     assert (spec.rec.channels, spec.rec.height, spec.rec.charset_key) == (1, 32, None)
 
-    class FakeInput:
-        name = "x"
-
-    class RecordingSession:
-        """Stands in for onnxruntime only to capture the tensor the recogniser builds."""
+    class RecordingModel:
+        """Stands in for a runtime only to capture the tensor the recogniser builds."""
 
         def __init__(self) -> None:
             self.seen: list[np.ndarray] = []
 
-        def get_inputs(self) -> list[FakeInput]:
-            return [FakeInput()]
+        def fit(self, extent: int, multiple: int, limit: int = 0) -> int:
+            return extent
 
-        def run(self, _outputs: None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-            self.seen.append(feeds["x"])
-            n, _, _, w = feeds["x"].shape
-            return [np.zeros((n, w // 4, 3), dtype=np.float32)]
+        def run(self, inputs: np.ndarray) -> np.ndarray:
+            self.seen.append(inputs)
+            n, _, _, w = inputs.shape
+            return np.zeros((n, w // 4, 3), dtype=np.float32)
 
-    session = RecordingSession()
-    recognizer = Recognizer(session, spec, ["", "a", "b"])  # type: ignore[arg-type]
+    model = RecordingModel()
+    recognizer = Recognizer(model, spec, ["", "a", "b"])  # type: ignore[arg-type]
     recognizer.recognize([np.full((64, 200, 3), 255, np.uint8)])
-    batch = session.seen[0]
+    batch = model.seen[0]
     assert batch.shape[:3] == (1, 1, 32)
     assert batch.dtype == np.float32 and batch.max() <= 1.0
 

@@ -1,4 +1,8 @@
-"""crnnocr runner (the project's own engine), run with the project's .venv."""
+"""crnnocr runner (the project's own engine), run with the project's .venv.
+
+Options: ``pack``, ``threads``, ``backend`` (the runner is a long-lived process: without
+``backend``, auto would pick OpenVINO on a CPU with bf16, so the bench always names it).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ def make_recognize(options: dict[str, Any]) -> Recognize:
     from ocr_core import Engine, EngineConfig, RecognizeOptions
 
     engine = Engine.load(
-        EngineConfig.from_env(pack=options.get("pack"), threads=int(options.get("threads", 0)))
+        EngineConfig.from_env(
+            pack=options.get("pack"), threads=int(options.get("threads", 0)), backend=options.get("backend")
+        )
     )
     by_mode = {mode: RecognizeOptions(mode=mode) for mode in ("line", "page")}
 

@@ -12,6 +12,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_VENV = ROOT / ".venv-bench"
 ONNX_THREADS = 2  # every ONNX engine gets the same intra-op thread count (the machine has 2 cores)
+CRNNOCR_BACKENDS = ("onnxruntime", "openvino")  # crnnocr's inference runtimes, each benched
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,10 @@ class EngineSpec:
     def _engine_load_error(self) -> str | None:
         code = (
             "import sys\nfrom ocr_core import Engine, EngineConfig\n"
-            "Engine.load(EngineConfig.from_env(pack=sys.argv[1]))"
+            "Engine.load(EngineConfig.from_env(pack=sys.argv[1], backend=sys.argv[2]))"
         )
         proc = subprocess.run(
-            [str(self.python), "-c", code, self.options["pack"]],
+            [str(self.python), "-c", code, self.options["pack"], self.options["backend"]],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -67,8 +68,12 @@ class EngineSpec:
         if self.module == "bench.engines.tesseract":
             out = subprocess.run(["tesseract", "--version"], capture_output=True, text=True, check=False)
             return (out.stdout or out.stderr).split("\n", 1)[0].replace("tesseract ", "")
-        if self.is_ours:
-            code = "import ocr_core; print(ocr_core.__version__)"
+        if self.is_ours:  # the version, and the runtime and precision that actually run
+            code = (
+                "import ocr_core; from ocr_core import Engine, EngineConfig\n"
+                f"r = Engine.load(EngineConfig.from_env(backend={self.options['backend']!r})).runtime\n"
+                "print(f'{ocr_core.__version__} ({r.backend} {r.version}, {r.precision})')"
+            )
         else:
             code = f"import importlib.metadata as m; print(m.version({self.version_of!r}))"
         out = subprocess.run(
@@ -77,13 +82,18 @@ class EngineSpec:
         return out.stdout.strip() or "?"
 
 
-def crnnocr(pack: str) -> EngineSpec:
+def crnnocr(pack: str, backend: str = "onnxruntime", threads: int = ONNX_THREADS) -> EngineSpec:
+    """crnnocr with one pack on one runtime; the key of the ONNX Runtime one is the historical one."""
+    key = f"crnnocr-{pack}" + ("" if backend == "onnxruntime" else f"-{backend}")
+    title = f"crnnocr {pack} ({backend}"
+    if threads != ONNX_THREADS:
+        key, title = f"{key}-{threads}t", f"{title}, {threads} thread{'s' if threads > 1 else ''}"
     return EngineSpec(
-        f"crnnocr-{pack}",
-        f"crnnocr {pack}",
+        key,
+        f"{title})",
         Path(sys.executable),
         "bench.engines.crnnocr",
-        {"pack": pack, "threads": ONNX_THREADS},
+        {"pack": pack, "threads": threads, "backend": backend},
         install_hint=f"make models PACK={pack}",
         is_ours=True,
     )
