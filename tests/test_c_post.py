@@ -53,9 +53,10 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
+    """The engine a CGI hit runs: a one-shot process, so `auto` gives ONNX Runtime."""
     if reason := missing_models():
         pytest.skip(reason)
-    return Engine.load(EngineConfig())
+    return Engine.load(EngineConfig(backend="onnxruntime"))
 
 
 
