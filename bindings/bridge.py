@@ -57,6 +57,7 @@ try:
             RecognizeOptions,
             get_engine,
         )
+        from ocr_core.handover import HandoverEngine, load_for_host
 
     _IMPORT_ERROR = None
 except Exception as exc:  # any import failure becomes the message of every call
@@ -67,7 +68,7 @@ except Exception as exc:  # any import failure becomes the message of every call
     )
 
 # Engines created from C, by the id their C handle holds; dict operations are atomic under the GIL.
-_engines: dict[int, tuple[Engine, RecognizeOptions]] = {}
+_engines: dict[int, tuple[Engine | HandoverEngine, RecognizeOptions]] = {}
 _engine_ids = itertools.count(1)
 _engines_lock = threading.Lock()
 
@@ -96,7 +97,7 @@ def _guarded(function):
     return ffi.def_extern(name=function.__name__)(run)
 
 
-def _input(engine: Engine, data, size: int) -> bytes:
+def _input(engine: Engine | HandoverEngine, data, size: int) -> bytes:
     """The caller's bytes, copied (C owns them); refused before copying when over the limit."""
     if size > engine.config.max_bytes:
         raise OcrError(
@@ -165,7 +166,7 @@ def bridge_engine_new(options, out_id):
         use_cls=bool(options.use_cls),
         min_score=float(options.min_score),
     )
-    engine = Engine.load(config)
+    engine = load_for_host(config)
     with _engines_lock:
         engine_id = next(_engine_ids)
         _engines[engine_id] = (engine, defaults)

@@ -150,8 +150,8 @@ void ocr_free(void *p);
  * Uses a process-wide default engine (page mode, options from the CRNNOCR_*
  * environment variables) created by the first call, which therefore also pays
  * for starting Python and loading the models. Its runtime is CRNNOCR_BACKEND's,
- * else "auto" (see ocr_options.backend): a program that calls once and exits
- * starts fastest with CRNNOCR_BACKEND=onnxruntime. Thread-safe.
+ * else "auto" (see ocr_options.backend): the first call runs on ONNX Runtime,
+ * the second loads OpenVINO where auto picks it. Thread-safe.
  */
 char *ocr_recognize(const unsigned char *bytes, size_t len);
 
@@ -191,12 +191,12 @@ typedef struct ocr_options {
     float min_score;        /* drop lines whose confidence is below this, 0..1; default 0.5 */
     /* Appended later; a caller built with an older header (smaller struct_size) gets the default: */
     const char *backend;    /* inference runtime: "onnxruntime", "openvino" or "auto"; NULL =
-                               CRNNOCR_BACKEND or "auto", which in a program using this library is
-                               OpenVINO (bf16) on a CPU with AVX-512 BF16 or AMX, else ONNX
-                               Runtime. OpenVINO reads a page in about half the time once warm,
-                               but its first call costs ~250 ms more (importing and loading it),
-                               and each new image size compiles kernels once: choose
-                               "onnxruntime" for a program that makes one call and exits */
+                               CRNNOCR_BACKEND or "auto". On a CPU with AVX-512 BF16 or AMX,
+                               "auto" reads the engine's first call on ONNX Runtime (the fastest
+                               start, for programs that call once and exit) and loads OpenVINO
+                               (bf16) during its second call, which costs ~250 ms more, once;
+                               later pages take about half ONNX Runtime's time. Elsewhere "auto"
+                               is ONNX Runtime. "openvino" pays its load at the first call */
 } ocr_options;
 
 /* Fills *o with the defaults described above. NULL-safe. No Python needed. */

@@ -6,7 +6,8 @@
  *   test_api inputs GOOD FILE...     ocr_recognize on NULL, 0 bytes and each FILE, each followed
  *                                    by a call on GOOD that must work again
  *   test_api engine GOOD [MODEL_DIR] engine options that must fail, then a result read in full
- *   test_api maps GOOD               one call, then the _cffi_backend and libpython files mapped,
+ *   test_api maps GOOD [CALLS]       CALLS calls (default 1), then the _cffi_backend and libpython
+ *                                    files mapped,
  *                                    the inference runtime's libraries mapped ("runtime" records),
  *                                    and OPENBLAS_NUM_THREADS as the host's environment has it now
  *   test_api backends GOOD           a line-mode engine per backend option, and one whose struct
@@ -182,7 +183,9 @@ static int cmd_maps(char **argv)
     char line[4096];
     const char *value;
     FILE *maps;
-    report_recognize("good", good, len);
+    int calls = argv[3] ? atoi(argv[3]) : 1;
+    while (calls-- > 0)
+        report_recognize("good", good, len);
     free(good);
     maps = fopen("/proc/self/maps", "r");
     if (!maps)
@@ -243,7 +246,7 @@ int main(int argc, char **argv)
         return cmd_inputs(argc, argv);
     if (argc >= 3 && strcmp(argv[1], "engine") == 0)
         return cmd_engine(argc, argv);
-    if (argc == 3 && strcmp(argv[1], "maps") == 0)
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "maps") == 0)
         return cmd_maps(argv);
     if (argc == 3 && strcmp(argv[1], "backends") == 0)
         return cmd_backends(argv);

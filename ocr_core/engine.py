@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from .packs import PackSpec, check_installed, installed_packs, pack_spec
 from .reading_order import arrange
 from .recognize import Recognizer, load_charset
 from .result import OcrResult, TextLine, Timings
+
+if TYPE_CHECKING:
+    from .handover import HandoverEngine
 
 T = TypeVar("T")
 
@@ -48,6 +51,10 @@ class _Once(Generic[T]):
                     self._value = self._build()
                 value = self._value
         return value
+
+    @property
+    def built(self) -> bool:
+        return self._value is not None
 
 
 def _ms(start: float) -> float:
@@ -105,6 +112,13 @@ class Engine:
             raise OcrError(ErrorCode.BAD_REQUEST, f"pack {self.pack!r} has no orientation classifier")
         model = self._load_model(self.config.model_dir, self.spec, "cls", self.config.threads)
         return OrientationClassifier(model, self.spec.cls)
+
+    def load_stages_like(self, other: Engine) -> None:
+        """Load now the stages that are loaded on first use and that ``other`` has loaded."""
+        if other._detector.built:
+            self._detector.get()
+        if other._classifier.built:
+            self._classifier.get()
 
     def info(self) -> dict[str, Any]:
         """What a health check reports: versions, the pack, the runtime that runs it, the limits."""
@@ -177,15 +191,21 @@ class Engine:
         return OcrResult(lines=tuple(lines), width=w, height=h, model=self.pack, timings=timings)
 
 
-_cached: tuple[EngineConfig, Engine] | None = None
+_cached: tuple[EngineConfig, Engine | HandoverEngine] | None = None
 _cache_lock = threading.Lock()
 
 
-def get_engine(config: EngineConfig | None = None) -> Engine:
-    """The process's one cached engine, (re)built when asked for a different configuration."""
+def get_engine(config: EngineConfig | None = None) -> Engine | HandoverEngine:
+    """The process's one cached engine, (re)built when asked for a different configuration.
+
+    In a long-lived host whose ``auto`` takes OpenVINO it starts on ONNX Runtime and hands over
+    after its first call (``ocr_core.handover``).
+    """
+    from .handover import load_for_host
+
     global _cached
     config = config or EngineConfig.from_env()
     with _cache_lock:
         if _cached is None or _cached[0] != config:
-            _cached = (config, Engine.load(config))
+            _cached = (config, load_for_host(config))
         return _cached[1]
