@@ -3,7 +3,9 @@
 Plain output is the recognised text of each file. ``--jsonl`` prints one JSON object per file:
 ``Result.to_dict()`` plus ``"file"`` and ``"backend"`` (the runtime, its version and precision),
 or ``{"file", "ok": false, "error": {...}}`` for a file that failed. Every file is processed; the
-exit status is 1 if any failed, 2 for bad usage.
+exit status is 1 if any failed, 2 for bad usage. An error's message is the same safe text every
+surface gives; its detail for the operator (a path, the runtime's words), when it has one, goes to
+stderr as one line.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import BACKENDS, EngineConfig, RecognizeOptions
-from .errors import ErrorCode, OcrError
+from .config import BACKENDS, DEFAULT_TIMEOUT_S, EngineConfig, RecognizeOptions
+from .errors import ErrorCode, OcrError, client_error
 
 
 def _read(name: str, max_bytes: int) -> bytes:
@@ -42,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jsonl", action="store_true", help="one JSON object per file per line")
     parser.add_argument("--backend", choices=BACKENDS,
                         help="inference runtime (default: CRNNOCR_BACKEND, else auto: onnxruntime here)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="stop reading a file after this long, with a timeout error "
+                             f"(default: CRNNOCR_TIMEOUT_S, else {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
     args = parser.parse_args(argv)
 
     failed = False
@@ -51,13 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = True
         if args.jsonl:
             print(json.dumps({"file": name, **error.to_dict()}, ensure_ascii=False), flush=True)
+            if error.detail:
+                print(f"{name}: {error.log_line()}", file=sys.stderr, flush=True)
         else:
-            print(f"{name}: {error}", file=sys.stderr)
+            print(f"{name}: {error.log_line()}", file=sys.stderr, flush=True)
 
     try:
         from .engine import Engine
 
-        config = EngineConfig.from_env(pack=args.pack, backend=args.backend)
+        config = EngineConfig.from_env(pack=args.pack, backend=args.backend, timeout_s=args.timeout)
         options = RecognizeOptions(mode=args.mode, use_cls=args.cls, min_score=args.min_score)
         engine = Engine.load(config)
     except OcrError as exc:
@@ -68,11 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.files:
         try:
             result = engine.recognize(_read(name, config.max_bytes), options)
-        except OcrError as exc:
-            emit_error(name, exc)
-            continue
         except Exception as exc:  # one bad file must not stop the others
-            emit_error(name, OcrError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            emit_error(name, client_error(exc))
             continue
         if args.jsonl:
             record: dict[str, Any] = {"file": name, **result.to_dict(), "backend": engine.runtime.to_dict()}

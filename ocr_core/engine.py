@@ -20,6 +20,7 @@ from . import __version__
 from .backends import RuntimeInfo, loader, resolve
 from .classify import OrientationClassifier
 from .config import EngineConfig, RecognizeOptions
+from .deadline import Deadline
 from .detect import Detector
 from .errors import ErrorCode, OcrError
 from .image import MAX_SIDE, decode_image, load_decoders
@@ -132,19 +133,28 @@ class Engine:
                 "max_pixels": self.config.max_pixels,
                 "max_side": MAX_SIDE,
                 "det_max_side": self.config.det_max_side,
+                "max_regions": self.config.max_regions,
+                "timeout_s": self.config.timeout_s,
             },
         }
 
-    def recognize(self, data: bytes, options: RecognizeOptions | None = None) -> OcrResult:
+    def recognize(
+        self, data: bytes, options: RecognizeOptions | None = None, *, deadline: Deadline | None = None
+    ) -> OcrResult:
         """Recognise the text in an encoded image.
 
-        Raises OcrError for bad input (see ``ocr_core.image.decode_image``) and for a pack that
-        lacks a stage the options ask for.
+        The call stops with OcrError(timeout) at ``deadline``: by default ``config.timeout_s``
+        from now; a gateway passes its own, started when the request arrived. Raises OcrError
+        for bad input (see ``ocr_core.image.decode_image``), for a page with more than
+        ``config.max_regions`` text regions (too_many_regions) and for a pack that lacks a stage
+        the options ask for.
         """
         options = options or RecognizeOptions()
+        deadline = deadline or Deadline.start(self.config.timeout_s)
         started = time.perf_counter()
         image = decode_image(bytes(data), max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels)
         decode_ms = _ms(started)
+        deadline.check("decoding")
         bgr = image.bgr
         h, w = bgr.shape[:2]
 
@@ -155,7 +165,10 @@ class Engine:
         else:
             step = time.perf_counter()
             margin = detection_margin(h, w)
-            found = self._detector.get().detect(add_margin(bgr, margin), self.config.det_max_side)
+            found = self._detector.get().detect(
+                add_margin(bgr, margin), self.config.det_max_side,
+                max_regions=self.config.max_regions, deadline=deadline,
+            )
             quads = []
             for quad, _score in found:
                 quad = quad - margin
@@ -164,11 +177,12 @@ class Engine:
                 quads.append(quad)
             crops = [crop_quad(bgr, q) for q in quads]
             detect_ms = _ms(step)
+            deadline.check("text detection")
 
         classify_ms = 0.0
         if options.use_cls and crops:
             step = time.perf_counter()
-            flags = self._classifier.get().upside_down(crops)
+            flags = self._classifier.get().upside_down(crops, deadline)
             crops = [
                 np.ascontiguousarray(c[::-1, ::-1]) if flipped else c
                 for c, flipped in zip(crops, flags, strict=True)
@@ -176,7 +190,7 @@ class Engine:
             classify_ms = _ms(step)
 
         step = time.perf_counter()
-        texts = self._recognizer.recognize(crops) if crops else []
+        texts = self._recognizer.recognize(crops, deadline) if crops else []
         recognize_ms = _ms(step)
 
         kept = [(quad, text.strip(), score) for quad, (text, score) in zip(quads, texts, strict=True)

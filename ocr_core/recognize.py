@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .backends import InferenceModel
+from .deadline import NO_DEADLINE, Deadline
 from .errors import ErrorCode, OcrError
 from .packs import PackSpec
 
@@ -49,7 +50,8 @@ def load_charset(model: InferenceModel, spec: PackSpec, model_dir: Path) -> tupl
         try:
             chars = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"cannot read charset {path}: {exc}") from None
+            raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"the charset of pack {spec.name!r} cannot be read",
+                           f"{path}: {exc}") from None
     labels = ("", *chars, *((" ",) if rec.append_space else ()))
     classes = model.output_dim
     if classes is not None and classes != len(labels):
@@ -106,8 +108,11 @@ class Recognizer:
         text = "".join(self._labels[i] for i in indices)
         return text, float(best_prob[keep].mean())
 
-    def recognize(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        """Text and confidence for each crop (BGR or gray uint8), in the order given."""
+    def recognize(self, crops: Sequence[np.ndarray],
+                  deadline: Deadline = NO_DEADLINE) -> list[tuple[str, float]]:
+        """Text and confidence for each crop (BGR or gray uint8), in the order given.
+
+        ``deadline`` is checked before each batch (OcrError(timeout) once it has passed)."""
         widths = [self._target_width(c) for c in crops]
         order = sorted(range(len(crops)), key=widths.__getitem__)
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
@@ -118,6 +123,7 @@ class Recognizer:
                     self._spec.height <= MAX_BATCH_PIXELS:
                 end += 1
             chunk = order[start:end]
+            deadline.check("line recognition")
             decoded = self._run_batch([crops[i] for i in chunk], [widths[i] for i in chunk])
             for i, result in zip(chunk, decoded, strict=True):
                 results[i] = result
