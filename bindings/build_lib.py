@@ -34,7 +34,7 @@ typedef enum ocr_mode { OCR_MODE_PAGE = 0, OCR_MODE_LINE = 1 } ocr_mode;
 typedef struct ocr_options {
     size_t struct_size; const char *model_dir; const char *pack; int threads;
     size_t max_bytes; size_t max_pixels; int det_max_side;
-    ocr_mode mode; int use_cls; float min_score; const char *backend;
+    ocr_mode mode; int use_cls; float min_score; const char *backend; int timeout_ms;
 } ocr_options;
 typedef struct ocr_result ocr_result;
 
@@ -44,7 +44,7 @@ extern "Python" int bridge_engine_free(uint64_t);
 extern "Python" int bridge_engine_recognize(uint64_t, const unsigned char *, size_t, int, int, float,
                                             ocr_result **);
 
-void bridge_set_error(int code, const char *message);
+void bridge_set_error_detail(int code, const char *message, const char *detail);
 char *bridge_strdup(const char *s, size_t n);
 ocr_result *bridge_result_new(size_t line_count, const char *text, size_t text_len,
                               const char *json, size_t json_len, int width, int height);

@@ -25,7 +25,7 @@ import pytest
 from ocr_core import Engine, EngineConfig, ErrorCode, RecognizeOptions, __version__, backends
 from ocr_core.config import DEFAULT_PACK
 from ocr_core.packs import installed_packs
-from tests.support import FONT, eval_file
+from tests.support import FONT, eval_file, weak_line_png
 
 ROOT = Path(__file__).resolve().parent.parent
 C_CLIENT = ROOT / "c_client"
@@ -228,7 +228,8 @@ def test_static_api_needs_no_python(install: Install) -> None:
     unknown = [n for n in summaries if n not in {0, *(code.number for code in ErrorCode)}]
     assert unknown and all(summaries[n] == "unknown error code" for n in unknown)
     assert all(summaries[code.number] == code.summary for code in ErrorCode)
-    assert records(out, "options") == [["1", "-1", "0", "0.50", "1"]]
+    # min_score -1: the mode's default (0.5 page, 0 line); timeout_ms -1: CRNNOCR_TIMEOUT_S or 20 s
+    assert records(out, "options") == [["1", "-1", "0", "-1.00", "1", "-1"]]
     assert records(out, "null-safe") == [["0", "1"]]
 
 
@@ -312,14 +313,20 @@ def test_missing_runtime_is_an_error_with_a_remedy(install: Install) -> None:
     ).stdout
     for _name, code, message, _text in (c for c in records(out, "call") if c[0] == "good"):
         assert code == str(ErrorCode.MODEL_UNAVAILABLE.number)
-        assert "/nonexistent/venv" in message and "CRNNOCR_VENV" in message
+        assert "CRNNOCR_VENV" in message and "/nonexistent" not in message  # safe to show
+    out = run(
+        [install.program("test_api"), "engine", image], env=clean_env(CRNNOCR_VENV="/nonexistent/venv"),
+        check=False,
+    ).stdout
+    _name, code, _message, detail = records(out, "engine")[0]
+    assert code == str(ErrorCode.MODEL_UNAVAILABLE.number) and "/nonexistent/venv" in detail  # the log's
     empty_home = install.work / "empty-home"
     empty_home.mkdir(exist_ok=True)
     env = clean_env(CRNNOCR_HOME=str(empty_home), CRNNOCR_VENV=str(install.runtime / "venv"))
     out = run([install.program("test_api"), "inputs", image], env=env).stdout
     _name, code, message, _text = records(out, "call")[1]
     assert code == str(ErrorCode.MODEL_UNAVAILABLE.number)
-    assert "cannot import ocr_core" in message and "CRNNOCR_HOME" in message
+    assert "engine cannot be imported" in message and "CRNNOCR_HOME" in message
 
 
 def test_a_venv_without_cffi_is_an_error_not_a_crash(install: Install) -> None:
@@ -435,15 +442,20 @@ def test_byte_limit_from_the_environment(install: Install) -> None:
 
 def test_bad_engine_options_are_refused(install: Install) -> None:
     out = run([install.program("test_api"), "engine", eval_file(LINE_IMAGES[0])]).stdout
-    engines = {name: (int(code), message) for name, code, message in records(out, "engine")}
+    engines = {name: (int(code), message, detail) for name, code, message, detail in records(out, "engine")}
+    for _code, message, _detail in engines.values():  # safe to show an end user
+        assert "0x" not in message and not any(w.startswith("/") for w in message.split()), message
     assert engines["missing_model_dir"][0] == ErrorCode.MODEL_UNAVAILABLE.number
-    assert "/nonexistent/crnnocr-models" in engines["missing_model_dir"][1]
+    assert "CRNNOCR_MODEL_DIR" in engines["missing_model_dir"][1]
+    assert "/nonexistent/crnnocr-models" in engines["missing_model_dir"][2]  # the operator's detail
     assert engines["unknown_pack"][0] == ErrorCode.MODEL_UNAVAILABLE.number
     assert "no-such-pack" in engines["unknown_pack"][1]
-    for name in ("bad_threads", "bad_min_score", "bad_backend", "uninitialised_options", "null_out"):
+    for name in ("bad_threads", "bad_min_score", "bad_backend", "bad_timeout", "uninitialised_options",
+                 "null_out"):
         assert engines[name][0] == ErrorCode.BAD_REQUEST.number and engines[name][1], name
+    assert "timeout_ms" in engines["bad_timeout"][1]
     assert "onnxruntime" in engines["bad_backend"][1]
-    assert engines["defaults"] == (0, "")
+    assert engines["defaults"] == (0, "", "")
     recognize = {name: rest for name, *rest in records(out, "recognize")}
     for name in ("null_bytes", "null_engine", "bad_mode"):
         assert recognize[name] == [str(ErrorCode.BAD_REQUEST.number), "1"], name
@@ -457,8 +469,27 @@ def test_backend_option_and_older_option_layouts(install: Install, engine: Engin
     want = engine.recognize(image.read_bytes(), RecognizeOptions(mode="line")).text
     out = run([install.program("test_api"), "backends", image]).stdout
     assert {name: (code, text) for name, code, text in records(out, "backend")} == {
-        name: ("0", want) for name in ("onnxruntime", "openvino", "auto", "null", "old_layout")
+        name: ("0", want) for name in ("onnxruntime", "openvino", "auto", "null", "old_layout",
+                                       "old_layout_timeout")
     }
+
+
+def test_timeout_ms_and_the_mode_default_min_score(install: Install, tmp_path: Path) -> None:
+    """timeout_ms stops a page with OCR_E_TIMEOUT (1 ms: at the first check, after decoding) and 0
+    lifts the limit; line mode keeps a weak line by default, as the CLI and the CGI do."""
+    page = eval_file(PAGE_IMAGE)
+    line = tmp_path / "weak_line.png"
+    line.write_bytes(weak_line_png())
+    python = Engine.load(EngineConfig(backend="onnxruntime", threads=1))
+    weak = python.recognize(line.read_bytes(), RecognizeOptions(mode="line")).lines
+    assert len(weak) == 1 and weak[0].score < 0.5  # else this image tests nothing
+    out = run([install.program("test_api"), "limits", page, line]).stdout
+    limits = {name: (int(code), text, float(ms)) for name, code, text, ms in records(out, "limit")}
+    code, message, ms = limits["timeout_1ms"]
+    assert code == ErrorCode.TIMEOUT.number and "time limit" in message, message
+    assert ms < 5000  # decoding plus one step, not the whole page
+    assert limits["no_timeout"][0] == 0 and int(limits["no_timeout"][1]) > 5
+    assert limits["default_score_line"][:2] == (0, "1")
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
