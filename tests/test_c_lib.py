@@ -490,6 +490,9 @@ def test_timeout_ms_and_the_mode_default_min_score(install: Install, tmp_path: P
     assert ms < 5000  # decoding plus one step, not the whole page
     assert limits["no_timeout"][0] == 0 and int(limits["no_timeout"][1]) > 5
     assert limits["default_score_line"][:2] == (0, "1")
+    out = run([install.program("test_api"), "inputs", page], env=clean_env(CRNNOCR_MAX_REGIONS="3")).stdout
+    _name, code, message, _text = records(out, "call")[1]
+    assert int(code) == ErrorCode.TOO_MANY_REGIONS.number and "more than 3 text regions" in message
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])

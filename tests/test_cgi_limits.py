@@ -35,6 +35,14 @@ def test_the_requests_remaining_time_bounds_the_core(monkeypatch: pytest.MonkeyP
     assert status == 200 and body["text"] == "Deadline 7"
 
 
+def test_a_page_over_the_region_limit_is_422(monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_default_pack()
+    monkeypatch.setenv("CRNNOCR_BACKEND", "onnxruntime")
+    monkeypatch.setenv("CRNNOCR_MAX_REGIONS", "2")
+    status, body = _post(render_text(["one", "two", "three"]), Deadline.start(5))
+    assert status == 422 and body["error"]["code"] == "too_many_regions"
+
+
 def test_health_reports_the_models_and_refuses_a_damaged_pack(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     model_dir = copy_pack(tmp_path)
