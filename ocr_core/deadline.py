@@ -32,13 +32,6 @@ class Deadline:
         begin = time.monotonic() if started_at is None else started_at
         return cls(budget_s, begin + budget_s)
 
-    def remaining(self) -> float:
-        """Seconds left (inf without a limit; 0 once passed)."""
-        return max(0.0, self.expires_at - time.monotonic())
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.expires_at
-
     def check(self, stage: str) -> None:
         """Raise OcrError(timeout) once the deadline has passed; ``stage`` says where it stopped."""
         if time.monotonic() >= self.expires_at:

@@ -50,7 +50,7 @@ _STAMP_FIELDS = {"size": int, "mtime_ns": int, "sha256": str}
 class CacheState(enum.StrEnum):
     OK = "ok"  # every file as stamped
     MISSING = "missing"  # no stamp: never written, or written by a version that wrote none
-    CHANGED = "changed"  # sizes as stamped, mtimes not: only a checksum can tell (stat checks only)
+    CHANGED = "changed"  # sizes as stamped, mtimes not: only a checksum can tell (verify_cache resolves it)
     DAMAGED = "damaged"  # a file missing, of another size, failing its checksum, or a bad stamp
 
 
@@ -134,12 +134,6 @@ def _against_stamp(files: Sequence[Path], entries: dict[str, dict[str, object]])
     if changed:
         return CacheCheck(CacheState.CHANGED, f"{', '.join(changed)} rewritten since stamped")
     return CacheCheck(CacheState.OK)
-
-
-def stat_check(files: Sequence[Path]) -> CacheCheck:
-    """The cache entry against its stamp by size and mtime only: no file is read but the stamp."""
-    entries = _read_stamp(files)
-    return entries if isinstance(entries, CacheCheck) else _against_stamp(files, entries)
 
 
 def verify_cache(files: Sequence[Path], *, always_hash: bool) -> CacheCheck:
