@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import enum
 import functools
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,10 @@ from .packs import (
 )
 
 STAMP_SUFFIX = ".stamp.json"
+STAGING_PREFIX = ".writing-"
+# A cache writer stages its files in a directory of its own for seconds; one much older belonged to
+# a writer killed mid-write (SIGKILL, or a CGI's watchdog ending the process with os._exit).
+ABANDONED_STAGING_S = 600
 _STAMP_FIELDS = {"size": int, "mtime_ns": int, "sha256": str}
 
 
@@ -71,6 +73,8 @@ def stamp_path(files: Sequence[Path]) -> Path:
 def _sha256(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
     """sha256 of a file, memoised on its stat: a file that changes is a new key, hashed again
     (its ctime changes even when its mtime is put back)."""
+    import hashlib  # only here: a one-shot process whose stamps match hashes nothing
+
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
@@ -84,6 +88,8 @@ def sha256_of(path: Path) -> str:
 def write_stamp(files: Sequence[Path]) -> None:
     """Stamp a cache entry just written (its files in place): atomically, so a reader sees the old
     stamp or the new one. Raises OSError when the directory cannot be written."""
+    import tempfile  # only here, as in the writers of the caches
+
     entries = {}
     for path in files:
         st = path.stat()
@@ -98,6 +104,20 @@ def write_stamp(files: Sequence[Path]) -> None:
     except BaseException:
         Path(staged).unlink(missing_ok=True)
         raise
+
+
+def remove_abandoned_staging(cache_dir: Path) -> None:
+    """Delete the staging directories killed writers left in ``cache_dir`` (best effort)."""
+    import shutil
+    import time
+
+    cutoff = time.time() - ABANDONED_STAGING_S
+    for staging in cache_dir.glob(STAGING_PREFIX + "*"):
+        try:
+            if staging.stat().st_mtime < cutoff:
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            pass  # another writer removed it first
 
 
 def _read_stamp(files: Sequence[Path]) -> dict[str, dict[str, object]] | CacheCheck:

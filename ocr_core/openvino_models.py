@@ -51,7 +51,14 @@ import openvino as ov
 
 from .backends import OPENVINO, RuntimeInfo
 from .errors import OcrError
-from .integrity import CacheState, verify_cache, verify_model_file, write_stamp
+from .integrity import (
+    STAGING_PREFIX,
+    CacheState,
+    remove_abandoned_staging,
+    verify_cache,
+    verify_model_file,
+    write_stamp,
+)
 from .packs import PackSpec, compiled_model_path, metadata_path, unloadable
 from .process import ONE_SHOT, WORKER, available_cores, process_kind
 
@@ -107,7 +114,8 @@ def _write_cache(source: Path, blob: Path, metadata: Path) -> None:
     stamp them: a reader that finds the stamp finds what it describes. Concurrent writers each
     stage their own."""
     blob.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=blob.parent, prefix=".writing-") as tmp:
+    remove_abandoned_staging(blob.parent)
+    with tempfile.TemporaryDirectory(dir=blob.parent, prefix=STAGING_PREFIX) as tmp:
         staging = Path(tmp)
         compiled, meta = _compile(source, staging, {"INFERENCE_PRECISION_HINT": precision()})
         staged_meta, staged_blob = staging / metadata.name, staging / blob.name

@@ -33,7 +33,14 @@ import numpy as np
 import onnxruntime as ort
 
 from .backends import ONNXRUNTIME, RuntimeInfo
-from .integrity import CacheState, verify_cache, verify_model_file, write_stamp
+from .integrity import (
+    STAGING_PREFIX,
+    CacheState,
+    remove_abandoned_staging,
+    verify_cache,
+    verify_model_file,
+    write_stamp,
+)
 from .packs import PackSpec, optimized_model_path, unloadable, weights_path
 from .process import ONE_SHOT, available_cores, process_kind
 
@@ -91,7 +98,8 @@ def _write_optimized(source: Path, target: Path) -> None:
 
     weights = weights_path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".writing-") as tmp:
+    remove_abandoned_staging(target.parent)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=STAGING_PREFIX) as tmp:
         staged_graph, staged_weights = Path(tmp, target.name), Path(tmp, weights.name)
         options = _options(1, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
         options.optimized_model_filepath = str(staged_graph)

@@ -52,6 +52,8 @@ def main() -> int:
     parser.add_argument("--every", type=int, help="calls between samples (default: 1/40 of the run)")
     parser.add_argument("--max-kb-per-1000", type=float, default=64.0)
     args = parser.parse_args()
+    if args.calls < 4000:  # RSS moves in 4 KiB pages and settles over ~2,000 calls: fewer tell nothing
+        parser.error("--calls must be 4000 or more")
     args.every = args.every or max(1, args.calls // 40)
 
     with tempfile.TemporaryDirectory(prefix="crnnocr-stress-") as tmp:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,19 @@ def test_cli_errors_show_no_paths_and_put_the_detail_on_stderr(tmp_path: Path) -
     assert record["error"]["code"] == "model_unavailable"
     _assert_safe(record["error"]["message"])
     assert str(model_dir) in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_staging_left_by_a_killed_writer_is_removed_by_the_next(tmp_path: Path) -> None:
+    model_dir = copy_pack(tmp_path)
+    config = EngineConfig(model_dir=model_dir, threads=1, backend="onnxruntime")
+    Engine.load(config)
+    entry = cache_entry(model_dir, pack_spec(model_dir, DEFAULT_PACK), "rec", plan("onnxruntime"))
+    abandoned, live = entry[0].parent / ".writing-killed", entry[0].parent / ".writing-live"
+    for staging in (abandoned, live):
+        staging.mkdir()
+        (staging / entry[0].name).write_bytes(b"half a graph")
+    old = time.time() - 3600
+    os.utime(abandoned, (old, old))
+    entry[1].unlink()  # the next load writes the entry again
+    Engine.load(config)
+    assert not abandoned.exists() and live.exists()  # a writer still at work keeps its directory
