@@ -25,6 +25,7 @@ from typing import Any
 
 from .backends import AUTO, ONNXRUNTIME, OPENVINO, RuntimeInfo, resolve
 from .config import EngineConfig, RecognizeOptions
+from .deadline import Deadline
 from .engine import Engine
 from .packs import PackSpec
 from .process import process_kind
@@ -61,11 +62,13 @@ class HandoverEngine:
     def info(self) -> dict[str, Any]:
         return self._engine.info()
 
-    def recognize(self, data: bytes, options: RecognizeOptions | None = None) -> OcrResult:
+    def recognize(self, data: bytes, options: RecognizeOptions | None = None, *,
+                  deadline: Deadline | None = None) -> OcrResult:
+        """As ``Engine.recognize``; a ``deadline`` the caller brings counts the hand-over too."""
         if self._first_call_done and not self._handed_over:
             self._hand_over()
         try:
-            return self._engine.recognize(data, options)
+            return self._engine.recognize(data, options, deadline=deadline)
         finally:
             self._first_call_done = True
 

@@ -87,6 +87,16 @@ def test_a_page_past_its_deadline_stops_with_timeout(engine: Engine, budget_s: f
     assert elapsed < budget_s + 2.0, elapsed
 
 
+def test_a_host_engine_that_hands_over_passes_the_deadline_on() -> None:
+    from ocr_core.handover import HandoverEngine
+
+    needs_default_pack()
+    host = HandoverEngine(EngineConfig(threads=1))
+    with pytest.raises(OcrError) as caught:
+        host.recognize(page_png(), deadline=Deadline.start(0.001))
+    assert caught.value.code is ErrorCode.TIMEOUT
+
+
 def test_the_engine_deadline_comes_from_its_config(engine: Engine) -> None:
     fast = Engine.load(EngineConfig(threads=1, backend="onnxruntime", timeout_s=0.001))
     with pytest.raises(OcrError) as caught:
