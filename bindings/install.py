@@ -6,37 +6,23 @@ Layout (paths under DESTDIR):
                                              itself, so the whole tree may be staged or moved
   $INCLUDEDIR/crnnocr.h
   $LIBDIR/pkgconfig/crnnocr.pc
-The venv is a copy of the one the library was built with (same cffi, numpy, onnxruntime...): its
-``pyvenv.cfg`` names only the base interpreter (/usr/bin), so the copy works from its new place.
+The runtime is built by ``deploy.runtime``, as every installed tree is: the build's ``ocr_core``
+and ``models`` and a copy of the venv the library was built with (same cffi, numpy, onnxruntime...).
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
-import os
 import shutil
+import sys
 from pathlib import Path
 
 BINDINGS = Path(__file__).resolve().parent
 ROOT = BINDINGS.parent
 SONAME = "libcrnnocr.so.0"
 
-
-def _ignore_noise(_dir: str, names: list[str]) -> set[str]:
-    return {n for n in names if n == "__pycache__" or n.endswith(".pyc") or n.startswith(".")}
-
-
-def _copy_venv(venv: Path, target: Path) -> None:
-    """pyvenv.cfg, the bin/python* symlinks and site-packages; console scripts would name the old place."""
-    target.mkdir(parents=True)
-    shutil.copy2(venv / "pyvenv.cfg", target / "pyvenv.cfg")
-    (target / "bin").mkdir()
-    for entry in (venv / "bin").iterdir():
-        if entry.name.startswith("python") and entry.is_symlink():
-            os.symlink(os.readlink(entry), target / "bin" / entry.name)
-    for libdir in sorted((venv / "lib").glob("python3*")):
-        shutil.copytree(libdir, target / "lib" / libdir.name, symlinks=True)
+sys.path.insert(0, str(ROOT))
+from deploy.runtime import build_runtime, make_world_readable, staged  # noqa: E402
 
 
 def _version() -> str:
@@ -46,17 +32,13 @@ def _version() -> str:
     raise SystemExit("crnnocr.h has no CRNNOCR_VERSION")
 
 
-def _staged(destdir: Path | None, path: Path) -> Path:
-    return Path(destdir, *path.parts[1:]) if destdir else path
-
-
 def install(prefix: Path, libdir: Path, includedir: Path, destdir: Path | None, build: Path) -> None:
     library = build / SONAME
     runtime = build / "crnnocr"
     if not library.is_file() or not (runtime / "venv" / "pyvenv.cfg").is_file():
         raise SystemExit(f"no {library} or {runtime}/venv; run `make lib` (after `make setup`) first")
-    lib_out = _staged(destdir, libdir)
-    include_out = _staged(destdir, includedir)
+    lib_out = staged(destdir, libdir)
+    include_out = staged(destdir, includedir)
     pkgconfig_out = lib_out / "pkgconfig"
     runtime_out = lib_out / "crnnocr"
     for directory in (lib_out, include_out, pkgconfig_out):
@@ -64,11 +46,8 @@ def install(prefix: Path, libdir: Path, includedir: Path, destdir: Path | None, 
 
     # Replace the runtime wholesale, so no stale module of an earlier install survives.
     shutil.rmtree(runtime_out, ignore_errors=True)
-    runtime_out.mkdir()
-    shutil.copytree(runtime / "ocr_core", runtime_out / "ocr_core", ignore=_ignore_noise)
-    shutil.copytree(runtime / "models", runtime_out / "models", ignore=_ignore_noise)
-    _copy_venv(runtime / "venv", runtime_out / "venv")
-    compileall.compile_dir(runtime_out / "ocr_core", quiet=1)
+    build_runtime(runtime_out, ("ocr_core",), source=runtime, venv=runtime / "venv")
+    make_world_readable(runtime_out)
 
     shutil.copy2(BINDINGS / "crnnocr.h", include_out / "crnnocr.h")
     partial = lib_out / f"{SONAME}.tmp"
@@ -88,17 +67,17 @@ def install(prefix: Path, libdir: Path, includedir: Path, destdir: Path | None, 
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
     (pkgconfig_out / "crnnocr.pc").write_text(text, encoding="utf-8")
-    print(f"installed libcrnnocr {values['VERSION']} into {_staged(destdir, prefix)}")
+    print(f"installed libcrnnocr {values['VERSION']} into {staged(destdir, prefix)}")
 
 
 def uninstall(libdir: Path, includedir: Path, destdir: Path | None) -> None:
-    lib_out = _staged(destdir, libdir)
+    lib_out = staged(destdir, libdir)
     shutil.rmtree(lib_out / "crnnocr", ignore_errors=True)
     for path in (
         lib_out / SONAME,
         lib_out / "libcrnnocr.so",
         lib_out / "pkgconfig" / "crnnocr.pc",
-        _staged(destdir, includedir) / "crnnocr.h",
+        staged(destdir, includedir) / "crnnocr.h",
     ):
         path.unlink(missing_ok=True)
 
