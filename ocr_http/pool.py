@@ -69,7 +69,7 @@ class Conn:
 
     sock: socket.socket
     deadline: float
-    request_id: int | None = None  # from the worker's B message
+    request_id: int | None = None  # peeked before dispatch, or from the worker's B message
     head_only: bool = False
     origin: str = ""
     writing: bool = False  # the worker has started writing the response: hands off
@@ -118,6 +118,19 @@ def _recv_now(sock: socket.socket) -> bytes | None:
         return None
     except OSError:
         return b""
+
+
+def _peek_request_id(sock: socket.socket) -> int | None:
+    """The id of the request the connection starts with, if its first record is already here:
+    then a worker that dies before it reads that far still leaves us able to answer."""
+    try:
+        head = sock.recv(fastcgi.HEADER_LEN, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return None
+    if len(head) < fastcgi.HEADER_LEN:
+        return None
+    version, type_, request_id, _length, _padding = fastcgi.HEADER.unpack(head)
+    return request_id if (version, type_) == (fastcgi.VERSION, fastcgi.BEGIN_REQUEST) else None
 
 
 def _rss_bytes(pid: int) -> int:
@@ -325,7 +338,7 @@ class Supervisor:
         self.board.add("served")
         if conn is not None:
             if keep and not self.stopping:
-                conn.request_id, conn.writing = None, False
+                conn.request_id, conn.writing, conn.head_only, conn.origin = None, False, False, ""
                 self.idle_conns[conn.sock.fileno()] = conn
                 self.selector.register(conn.sock, selectors.EVENT_READ, ("idle", conn))
             else:
@@ -459,6 +472,8 @@ class Supervisor:
             if now > conn.deadline:
                 self._answer_timeout(conn)
                 continue
+            if conn.request_id is None:
+                conn.request_id = _peek_request_id(conn.sock)
             if not self._tell(worker, b"C", [conn.sock.fileno()]):
                 self.queue.appendleft(conn)
                 self._from_worker(worker)  # it is gone: find out and clean up
