@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ocr_core.config import EngineConfig
 from ocr_core.deadline import Deadline
 from ocr_core.errors import ErrorCode, OcrError, client_error
+from ocr_core.result import Timings
 
 from .response import Header, Response, error_response, json_response, text_response
 from .settings import CgiSettings, max_body_bytes
 
 if TYPE_CHECKING:
     from ocr_core.config import RecognizeOptions
-    from ocr_core.result import Timings
 
 ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
 PREFLIGHT_MAX_AGE_S = 600
@@ -276,18 +276,22 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
             )
         config = engine_config(pack=query.pack)
 
-    cached = services.cache.lookup(image, config, query.options) if services.cache else None
-    if services.cache:
+    if services.cache is not None:
+        looked_up = time.perf_counter()
+        cached = services.cache.lookup(image, config, query.options)
         services.observer.cache_lookup(cached is not None)
-    if cached is not None:
-        doc = {**cached, "cached": True}
-    else:
+        if cached is not None:
+            # The stored timings were another call's: this one decoded and recognised nothing.
+            timings = Timings(total=(time.perf_counter() - looked_up) * 1000.0).to_dict()
+            doc = {**cached, "timing_ms": timings, "cached": True}
+            return text_response(doc["text"]) if query.as_text else json_response(HTTPStatus.OK, doc)
+    # The slot before the OCR stack's import: a hit refused as busy costs no memory.
+    with services.recognition_slot():
         from ocr_core.engine import get_engine
 
-        with services.recognition_slot():
-            result = get_engine(config).recognize(image, query.options, deadline=deadline)
-        services.observer.recognised(result.timings)
-        doc = result.to_dict()
-        if services.cache:
-            services.cache.store(image, config, query.options, doc)
+        result = get_engine(config).recognize(image, query.options, deadline=deadline)
+    services.observer.recognised(result.timings)
+    doc = result.to_dict()
+    if services.cache is not None:
+        services.cache.store(image, config, query.options, doc)
     return text_response(doc["text"]) if query.as_text else json_response(HTTPStatus.OK, doc)

@@ -36,6 +36,7 @@ from deploy.servers import (
     multipart,
     serving,
 )
+from ocr_http.slots import take_slot
 from tests.support import EVAL_DIR, Sample, cer, eval_samples, png_header_only, render_text
 
 CONFIGS = [(kind, path) for kind in KINDS for path in PATHS]
@@ -417,15 +418,17 @@ def test_misconfiguration_is_500_internal_in_one_log_line(prefix: Path, kind: st
 HEAVY_MODULES = ("numpy", "cv2", "onnxruntime", "PIL")
 
 
-def _imports_of_one_hit(prefix: Path, environ: dict[str, str], body: bytes = b"") -> set[str]:
+def _imports_of_one_hit(prefix: Path, tmp: Path, environ: dict[str, str], body: bytes = b"",
+                        status: bytes = b"Status: ") -> set[str]:
     """Modules one CGI hit imports: the installed script run directly with its shebang's flags,
-    as a server would (no pool answers on the socket it is given)."""
+    as a server would, with no pool to forward to and its temp files and slots in ``tmp``."""
     cgi = prefix / "cgi-bin" / "ocr.cgi"
     python, *flags = cgi.read_text().splitlines()[0][2:].split()
-    environ = {"CRNNOCR_POOL_SOCKET": str(prefix / "no-pool-here.sock"), **environ}
+    environ = {"CRNNOCR_POOL_SOCKET": "", "TMPDIR": str(tmp), "CRNNOCR_CGI_SLOT_DIR": str(tmp / "slots"),
+               **environ}
     done = subprocess.run([python, *flags, "-X", "importtime", str(cgi)], input=body, capture_output=True,
                           env=environ, timeout=60, check=False)
-    assert done.returncode == 0 and done.stdout.startswith(b"Status: "), done.stdout[:200]
+    assert done.returncode == 0 and done.stdout.startswith(status), done.stdout[:200]
     return {line.rsplit("|", 1)[1].strip() for line in done.stderr.decode().splitlines()
             if line.startswith("import time:") and "|" in line}
 
@@ -438,18 +441,33 @@ def _imports_of_one_hit(prefix: Path, environ: dict[str, str], body: bytes = b""
     {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png"},
     {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(1 << 40)},
 ], ids=["GET", "HEAD", "OPTIONS", "405", "411", "413"])
-def test_cheap_requests_import_no_ocr_stack(prefix: Path, environ: dict[str, str]) -> None:
-    imported = _imports_of_one_hit(prefix, environ)
+def test_cheap_requests_import_no_ocr_stack(prefix: Path, tmp_path: Path, environ: dict[str, str]) -> None:
+    imported = _imports_of_one_hit(prefix, tmp_path, environ)
     assert "ocr_http.app" in imported
     assert not imported & set(HEAVY_MODULES)
 
 
-def test_a_recognition_does_import_the_ocr_stack(prefix: Path) -> None:
+def test_a_recognition_does_import_the_ocr_stack(prefix: Path, tmp_path: Path) -> None:
     """The control for the test above: the same probe sees ONNX Runtime when it is used."""
     png = render_text([RENDERED_TEXT])
     environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(len(png)),
                "QUERY_STRING": "mode=line"}
-    assert "onnxruntime" in _imports_of_one_hit(prefix, environ, png)
+    assert "onnxruntime" in _imports_of_one_hit(prefix, tmp_path, environ, png)
+    assert [p.name for p in tmp_path.iterdir()] == ["slots"]  # its slot files, nothing else
+
+
+def test_a_hit_refused_as_busy_imports_no_ocr_stack(prefix: Path, tmp_path: Path) -> None:
+    """The slot is taken before the OCR stack is imported: a refused hit costs no ~100 MB."""
+    png = render_text([RENDERED_TEXT])
+    environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(len(png)),
+               "QUERY_STRING": "mode=line", "CRNNOCR_CGI_SLOTS": "1"}
+    held = take_slot(str(tmp_path / "slots"), 1)
+    assert held is not None
+    try:
+        imported = _imports_of_one_hit(prefix, tmp_path, environ, png, b"Status: 503")
+    finally:
+        os.close(held)
+    assert not imported & set(HEAVY_MODULES)
 
 
 # --- Runs last for each server (pytest keeps file order within a fixture instance) ---------------

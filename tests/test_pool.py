@@ -195,6 +195,17 @@ def test_keep_conn_serves_the_next_request_and_refuses_multiplexing(apache: Serv
         assert ends == {6: fastcgi.CANT_MPX_CONN, 5: fastcgi.REQUEST_COMPLETE}
 
 
+def test_params_past_a_mebibyte_close_the_connection_and_the_worker_carries_on(apache: Server) -> None:
+    assert apache.pool is not None
+    workers = {w.pid for w in apache.pool.status().workers}
+    huge = {"REQUEST_METHOD": "GET", **{f"HTTP_X_{i}": "x" * 60_000 for i in range(20)}}  # 1.2 MB
+    with contextlib.closing(_connect(apache)) as sock, contextlib.suppress(ConnectionError):
+        sock.sendall(_request(1, huge))
+        assert sock.recv(1 << 16) == b""  # closed unanswered (or reset while still sending)
+    assert call(apache, "GET").status == 200
+    assert {w.pid for w in apache.pool.status().workers} == workers
+
+
 def test_an_aborted_upload_gets_no_answer_and_the_pool_carries_on(apache: Server, line_png: bytes) -> None:
     with contextlib.closing(_connect(apache)) as sock:
         params = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(len(line_png))}
@@ -247,7 +258,9 @@ def test_three_ways_in_answer_the_same(prefix: Path, kind: str, line_png: bytes)
         ("POST", "mode=line", line_png[: len(line_png) // 2], PNG),
         ("POST", "pack=not-installed", line_png, PNG),
     ]
-    env = {"CRNNOCR_CORS_ORIGINS": ORIGIN, "CRNNOCR_MAX_BYTES": "500000"}
+    # One runtime for all: under `auto` a CGI hit runs ONNX Runtime and a pool worker OpenVINO
+    # (bf16 where the CPU has it), whose scores differ in the last digits.
+    env = {"CRNNOCR_CORS_ORIGINS": ORIGIN, "CRNNOCR_MAX_BYTES": "500000", "CRNNOCR_BACKEND": "onnxruntime"}
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(serving(kind, path, prefix, env=env)) for path in PATHS]
         answers = {s.path: [_normal(call(s, m, q, b, h)) for m, q, b, h in requests] for s in servers}
@@ -265,6 +278,8 @@ def test_health_reports_the_pool(apache: Server) -> None:
     assert pool["uptime_s"] > 0 and pool["generation"] >= 1
     assert {"requests_served", "worker_restarts", "queue_max", "busy"} <= set(pool)
     assert not any(str(v).startswith("/") for v in pool.values())  # nothing internal
+    # And the runtime the workers run (auto: OpenVINO on a CPU with bf16, a long-lived process).
+    assert doc["backend"]["name"] in ("onnxruntime", "openvino")
 
 
 # --- What runs where ----------------------------------------------------------------------------
@@ -283,11 +298,13 @@ def test_the_supervisor_loads_nothing_heavy_and_workers_run_as_the_servers_user(
     server: Server = request.getfixturevalue(which)
     assert server.pool is not None
     supervisor = server.pool.pid
-    assert not any(lib in _maps(supervisor) for lib in ("onnxruntime", "numpy", "cv2", "PIL"))
+    assert not any(lib in _maps(supervisor) for lib in ("onnxruntime", "openvino", "numpy", "cv2", "PIL"))
     workers = _children(supervisor)
     assert len(workers) == server.pool.status().counters["workers_target"]
-    for pid in workers:
-        assert "libonnxruntime" in _maps(pid)
+    runtime = {"onnxruntime": "libonnxruntime", "openvino": "libopenvino"}[call(server, "GET").json()
+                                                                           ["backend"]["name"]]
+    for pid in workers:  # imported after the fork, by each worker
+        assert runtime in _maps(pid)
     if os.geteuid() == 0:  # dropped to www-data (lighttpd: the pool it spawned too)
         uids = {os.stat(f"/proc/{pid}").st_uid for pid in (supervisor, *workers)}
         assert uids == {os.stat(server.pool.run_dir).st_uid} != {0}
@@ -350,7 +367,11 @@ def test_a_cache_hit_says_so_and_options_are_part_of_the_key(apache: Server) -> 
     first = call(apache, "POST", "mode=line", image, PNG).json()
     second = call(apache, "POST", "mode=line", image, PNG).json()
     assert "cached" not in first and second["cached"] is True
-    assert {**second, "cached": None} == {**first, "cached": None}
+    assert {**second, "cached": None, "timing_ms": None} == {**first, "cached": None, "timing_ms": None}
+    # Its own timing: the lookup, no stage run (the stored call's timings were another request's).
+    own = second["timing_ms"]
+    assert own["decode"] == own["detect"] == own["recognize"] == 0 < first["timing_ms"]["recognize"]
+    assert 0 < own["total"] < first["timing_ms"]["total"]
     text = call(apache, "POST", "mode=line&format=text", image, PNG)
     assert text.body.decode() == first["text"]  # the format is not in the key; the answer is the same
     for other in ("mode=line&min_score=0.2", "mode=line&cls=1", "mode=page"):
