@@ -39,6 +39,9 @@ DRAIN_TIMEOUT_S = 5.0
 MULTIPROC_DIR = "metrics"
 CACHE_FILE = "results.sqlite"
 MAX_ORIGIN = 2048
+# A request's PARAMS (its CGI environment): web servers send a few kilobytes and cap request
+# headers well below this; a client speaking to a TCP pool directly gets no more.
+MAX_PARAMS_BYTES = 1 << 20
 
 
 class ConnectionClosed(Exception):
@@ -114,6 +117,8 @@ class Request:
                 except fastcgi.ProtocolError as exc:
                     raise ConnectionClosed(str(exc)) from None
             data += rec.content
+            if len(data) > MAX_PARAMS_BYTES:
+                raise ConnectionClosed(f"PARAMS over {MAX_PARAMS_BYTES} bytes")
 
     def _stdin_chunk(self) -> bytes:
         """The next piece of the body; b"" once it has ended."""
