@@ -6,7 +6,8 @@ the stored results pass the byte bound. The key is a SHA-256 over the image's SH
 JSON: every field of the engine's configuration (so a field added to ``EngineConfig`` is in the
 key without anyone remembering to add it), every field of the call's options, the pack's identity
 (its manifest entry and the size and modification time of each of its files, so a model updated
-in place misses) and the core's version. The output format is not in the key: JSON and text are
+in place misses), the runtime that runs it (``auto`` resolved: name, version, precision; bf16
+scores differ from f32 ones) and the core's version. The output format is not in the key: JSON and text are
 rendered from the same stored result.
 
 The cache only saves time: any SQLite error turns it off for this worker, with one log line.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_core import __version__
+from ocr_core.backends import plan
 from ocr_core.config import EngineConfig, RecognizeOptions
 from ocr_core.packs import pack_spec
 
@@ -72,6 +74,7 @@ class ResultCache:
         self._max_bytes = max_bytes
         self._db: sqlite3.Connection | None = None
         self._packs: dict[tuple[str, str], list[Any]] = {}
+        self._runtimes: dict[str, dict[str, str]] = {}
         self._off = False
 
     def _connection(self) -> sqlite3.Connection:
@@ -84,10 +87,13 @@ class ResultCache:
         pack = (str(config.model_dir), config.pack)
         if pack not in self._packs:  # a worker lives for one set of pack files: stat them once
             self._packs[pack] = _pack_identity(config)
+        if config.backend not in self._runtimes:
+            self._runtimes[config.backend] = plan(config.backend).to_dict()
         shape = {
             "config": dataclasses.asdict(config),
             "options": dataclasses.asdict(options),
             "pack": self._packs[pack],
+            "runtime": self._runtimes[config.backend],
             "version": __version__,
         }
         digest = hashlib.sha256(hashlib.sha256(image).digest())
