@@ -1,6 +1,8 @@
 """``python -m deploy``: install what the web server runs, render its configs, serve in the foreground.
 
     python -m deploy install --prefix /opt/crnnocr [--destdir STAGING]
+    python -m deploy install-lib|uninstall-lib [--prefix /usr/local] [--libdir L] [--includedir I]
+                                               [--destdir STAGING] [--build-dir build]
     python -m deploy render lighttpd|apache --prefix P [--mode cgi|fastcgi] [--port N] --run-dir R
                                             [--env KEY=VALUE ...]
     python -m deploy render unit --prefix P [--socket S] [--run-dir R]
@@ -20,7 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .runtime import install_web
+from . import library
+from .runtime import CHECKOUT, install_web
 from .servers import PATHS, serving
 from .sites import KINDS, MODES, STDERR, PoolConfig, SiteConfig
 
@@ -42,6 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     inst = sub.add_parser("install", help="install the CGI, the pool, code, venv and models under PREFIX")
     inst.add_argument("--prefix", type=Path, required=True)
     inst.add_argument("--destdir", type=Path)
+    for name, what in (("install-lib", "install libcrnnocr, crnnocr.h, crnnocr.pc and the library's runtime"),
+                       ("uninstall-lib", "remove what install-lib installed")):
+        lib = sub.add_parser(name, help=what)
+        lib.add_argument("--prefix", type=Path, default=Path("/usr/local"))
+        lib.add_argument("--libdir", type=Path, help="default: PREFIX/lib")
+        lib.add_argument("--includedir", type=Path, help="default: PREFIX/include")
+        lib.add_argument("--destdir", type=Path, help="staging root (packaging); paths inside stay PREFIX's")
+        lib.add_argument("--build-dir", type=Path, default=CHECKOUT / "build")
     render = sub.add_parser("render", help="print a server config or the pool's systemd unit")
     render.add_argument("kind", choices=(*KINDS, "unit"))
     render.add_argument("--mode", choices=MODES, default="cgi")
@@ -64,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = install_web(args.prefix.absolute(), destdir=args.destdir)
         print(f"installed crnnocr into {root}")
         return 0
+    if args.command in ("install-lib", "uninstall-lib"):
+        return _library(args)
     prefix = args.prefix.resolve()
     if args.command == "render":
         if args.kind == "unit":
@@ -85,6 +98,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 time.sleep(3600)
         except KeyboardInterrupt:
             print("stopping", flush=True)
+    return 0
+
+
+def _library(args: argparse.Namespace) -> int:
+    for name in ("prefix", "libdir", "includedir"):
+        value = getattr(args, name)
+        if value is not None and not value.is_absolute():
+            raise SystemExit(f"--{name} must be an absolute path, not {value}")
+    libdir = args.libdir or args.prefix / "lib"
+    includedir = args.includedir or args.prefix / "include"
+    destdir = args.destdir if args.destdir and str(args.destdir) else None
+    if args.command == "uninstall-lib":
+        library.uninstall(libdir, includedir, destdir)
+    else:
+        library.install(args.prefix, libdir, includedir, destdir, args.build_dir.resolve())
     return 0
 
 

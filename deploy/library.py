@@ -1,4 +1,5 @@
-"""Install libcrnnocr with the runtime it needs: ``make install [PREFIX=/usr/local] [DESTDIR=staging]``.
+"""Install libcrnnocr with the runtime it needs (``make install [PREFIX=/usr/local] [DESTDIR=staging]``,
+which runs ``python -m deploy install-lib``; ``make uninstall``: ``uninstall-lib``).
 
 Layout (paths under DESTDIR):
   $LIBDIR/libcrnnocr.so.0, libcrnnocr.so -> libcrnnocr.so.0
@@ -6,23 +7,20 @@ Layout (paths under DESTDIR):
                                              itself, so the whole tree may be staged or moved
   $INCLUDEDIR/crnnocr.h
   $LIBDIR/pkgconfig/crnnocr.pc
-The runtime is built by ``deploy.runtime``, as every installed tree is: the build's ``ocr_core``
-and ``models`` and a copy of the venv the library was built with (same cffi, numpy, onnxruntime...).
+The runtime is built by ``runtime.build_runtime``, as every installed tree is: the build's
+``ocr_core`` and ``models`` and a copy of the venv the library was built with (same cffi, numpy,
+onnxruntime...).
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 from pathlib import Path
 
-BINDINGS = Path(__file__).resolve().parent
-ROOT = BINDINGS.parent
-SONAME = "libcrnnocr.so.0"
+from .runtime import CHECKOUT, build_runtime, make_world_readable, staged
 
-sys.path.insert(0, str(ROOT))
-from deploy.runtime import build_runtime, make_world_readable, staged  # noqa: E402
+BINDINGS = CHECKOUT / "bindings"
+SONAME = "libcrnnocr.so.0"
 
 
 def _version() -> str:
@@ -80,29 +78,3 @@ def uninstall(libdir: Path, includedir: Path, destdir: Path | None) -> None:
         staged(destdir, includedir) / "crnnocr.h",
     ):
         path.unlink(missing_ok=True)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prefix", type=Path, default=Path("/usr/local"))
-    parser.add_argument("--libdir", type=Path, help="default: PREFIX/lib")
-    parser.add_argument("--includedir", type=Path, help="default: PREFIX/include")
-    parser.add_argument("--destdir", type=Path, help="staging root (packaging); paths inside stay PREFIX's")
-    parser.add_argument("--build-dir", type=Path, default=ROOT / "build")
-    parser.add_argument("--uninstall", action="store_true")
-    args = parser.parse_args()
-    for name in ("prefix", "libdir", "includedir"):
-        value = getattr(args, name)
-        if value is not None and not value.is_absolute():
-            raise SystemExit(f"--{name} must be an absolute path, not {value}")
-    libdir = args.libdir or args.prefix / "lib"
-    includedir = args.includedir or args.prefix / "include"
-    destdir = args.destdir if args.destdir and str(args.destdir) else None
-    if args.uninstall:
-        uninstall(libdir, includedir, destdir)
-    else:
-        install(args.prefix, libdir, includedir, destdir, args.build_dir.resolve())
-
-
-if __name__ == "__main__":
-    main()
