@@ -69,7 +69,7 @@ class Conn:
 
     sock: socket.socket
     deadline: float
-    request_id: int | None = None  # peeked before dispatch, or from the worker's B message
+    request_id: int | None = None  # peeked before dispatch, or from the worker's I message
     head_only: bool = False
     origin: str = ""
     writing: bool = False  # the worker has started writing the response: hands off
@@ -324,6 +324,8 @@ class Supervisor:
                 worker.state = WorkerState.RETIRING
             else:
                 worker.state = WorkerState.IDLE
+        elif kind == b"I" and worker.conn is not None and len(message) == 3:
+            (worker.conn.request_id,) = struct.unpack("!H", message[1:3])
         elif kind == b"B" and worker.conn is not None and len(message) >= 4:
             worker.conn.request_id, worker.conn.head_only = struct.unpack("!H?", message[1:4])
             worker.conn.origin = message[4:].decode("utf-8", "surrogateescape")
@@ -423,7 +425,7 @@ class Supervisor:
                 break
             if not message:
                 break
-            if message[:1] in (b"B", b"W"):
+            if message[:1] in (b"I", b"B", b"W"):
                 self._worker_said(worker, message)
         self.board.add("timeouts")
         if not worker.retiring:

@@ -7,8 +7,11 @@ application, so every path gives the same bytes.
 
 Control messages on the worker's SOCK_SEQPACKET socket (one message each):
   supervisor → worker   ``C`` + a connection (SCM_RIGHTS)   ``Q`` finish and exit
-  worker → supervisor   ``R`` ready   ``B`` + request id (2 bytes, big-endian) + HEAD (1 byte)
-                        + the Origin header: a request began (what an answer in its place needs)
+  worker → supervisor   ``R`` ready   ``I`` + request id (2 bytes, big-endian): a request began
+                        (sent on its BEGIN_REQUEST, before its PARAMS are read, so that the
+                        supervisor can answer it if the worker dies or overruns from then on)
+                        ``B`` + request id + HEAD (1 byte) + the Origin header: its PARAMS are
+                        read (what an answer in its place needs besides the id)
                         ``W`` about to write the response   ``D`` + 0/1 done (1: keep the connection)
 The supervisor keeps its own copy of every connection: if the worker dies before ``W``, it can
 still answer the client itself.
@@ -240,6 +243,7 @@ class Worker:
         if role != fastcgi.RESPONDER:
             conn.sock.sendall(fastcgi.end_request(rec.request_id, 0, fastcgi.UNKNOWN_ROLE))
             return bool(flags & fastcgi.KEEP_CONN)
+        self.tell(b"I" + struct.pack("!H", rec.request_id))
         request = Request(conn, rec.request_id, flags, self.management)
         try:
             environ = request.params()

@@ -400,6 +400,23 @@ def test_kill_9_of_a_busy_worker(which: str, request: pytest.FixtureRequest, lin
     assert server.pool.status().counters["restarts_died"] >= 1
 
 
+def test_a_worker_killed_before_it_has_the_params_still_answers_its_client(apache: Server) -> None:
+    """The connection reaches a worker before its first byte (nothing for the supervisor to peek
+    at); the worker reports the request id on BEGIN_REQUEST, so its death is a JSON 503 too."""
+    with contextlib.closing(_connect(apache)) as sock:
+        (victim,) = wait_for(lambda: busy_workers(apache))
+        params = fastcgi.encode_pairs({"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png"})
+        sock.sendall(fastcgi.begin_request(7) + fastcgi.record(fastcgi.PARAMS, 7, params))  # PARAMS not ended
+        # The worker reads BEGIN_REQUEST at once and reports its id; nothing outside shows when.
+        time.sleep(1.0)
+        os.kill(victim.pid, signal.SIGKILL)
+        records = _records(sock, fastcgi.RecordParser(), _is_end)
+    stdout = b"".join(r.content for r in records if r.type == fastcgi.STDOUT)
+    assert stdout.startswith(b"Status: 503") and b'"code": "busy"' in stdout.replace(b'":"', b'": "'), stdout
+    assert {r.request_id for r in records} == {7}
+    pool_back_to_full(apache)
+
+
 def _load(server: Server, stop: threading.Event, image: bytes) -> list[Reply]:
     replies: list[Reply] = []
     while not stop.is_set():
