@@ -3,10 +3,10 @@
 Each server is run three ways at once, on the same images: ``cgi`` (a fresh Python per hit),
 ``cgi-pool`` (ocr.cgi forwarding to the worker pool) and ``fastcgi`` (the server speaking FastCGI to
 the pool). Beside them, the same engine warm in a process of its own with the pool's configuration
-(one ONNX Runtime thread). Hits are timed in rounds, every way once per round in turn, so a busy
-spell lands on all of them alike. Then requests/s with ``ab`` at concurrency 1, 2, 4 and 8, pages/s of
-two warm in-process workers for comparison, the result cache's hit time, how long the forwarder
-takes to start and connect, and the pool's memory after many pages.
+(one inference thread, the same backend rule). Hits are timed in rounds, every way once per round
+in turn, so a busy spell lands on all of them alike. Then requests/s with ``ab`` at concurrency 1,
+2, 4 and 8, pages/s of two warm in-process workers for comparison, the result cache's hit time, how
+long the forwarder takes to start and connect, and the pool's memory after many pages.
 
 The result cache is off for everything but its own row (the same image is posted again and again).
 """
@@ -323,7 +323,7 @@ def _bench_kind(
             "cgi": "pure CGI (a fresh Python per hit)",
             "cgi-pool": "ocr.cgi → pool",
             "fastcgi": f"FastCGI direct ({kind} → pool)",
-            "in-process": "warm in-process, 1 ONNX thread (the workers' configuration)",
+            "in-process": "warm in-process, 1 thread (the workers' configuration)",
         }[path]
         out.append(
             f"| {what} | {_median_p90(samples[(path, 'line')])} | {_median_p90(samples[(path, 'page')])} |"
@@ -370,7 +370,7 @@ def run(eval_dir: Path, pool_pages: int = DEFAULT_POOL_PAGES) -> Section:
         f"Raw-body POSTs from a client on this machine, line `{line.name}` ({line.stat().st_size} B), "
         f"page `{page.name}` ({kib} KiB); hits over a new connection each (`http.client`), "
         f"{LINE_HITS} lines and {PAGE_HITS} pages per way after one untimed round, the ways taking "
-        f"turns; `ab` for req/s (no keep-alive). Pools: {os.cpu_count()} CPUs → default workers, 1 ONNX "
+        f"turns; `ab` for req/s (no keep-alive). Pools: {os.cpu_count()} CPUs → default workers, 1 inference "
         f"thread each, result cache off. Load average at the start of this section: {load}.",
         "",
     ]
