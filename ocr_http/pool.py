@@ -476,7 +476,9 @@ class Supervisor:
                 continue
             if conn.request_id is None:
                 conn.request_id = _peek_request_id(conn.sock)
-            if not self._tell(worker, b"C", [conn.sock.fileno()]):
+            # With the request's deadline (monotonic clocks agree across processes), so that the
+            # worker's engine stops in time by itself and the kill below stays a backstop.
+            if not self._tell(worker, b"C" + struct.pack("!d", conn.deadline), [conn.sock.fileno()]):
                 self.queue.appendleft(conn)
                 self._from_worker(worker)  # it is gone: find out and clean up
                 continue

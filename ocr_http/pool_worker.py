@@ -6,7 +6,8 @@ ready. A worker answers one request at a time with ``ocr_http.app.respond``, the
 application, so every path gives the same bytes.
 
 Control messages on the worker's SOCK_SEQPACKET socket (one message each):
-  supervisor → worker   ``C`` + a connection (SCM_RIGHTS)   ``Q`` finish and exit
+  supervisor → worker   ``C`` + the request's deadline (``time.monotonic``, 8-byte double) + a
+                        connection (SCM_RIGHTS)   ``Q`` finish and exit
   worker → supervisor   ``R`` ready   ``I`` + request id (2 bytes, big-endian): a request began
                         (sent on its BEGIN_REQUEST, before its PARAMS are read, so that the
                         supervisor can answer it if the worker dies or overruns from then on)
@@ -19,6 +20,7 @@ still answer the client itself.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -27,6 +29,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from ocr_core.deadline import NO_DEADLINE, Deadline
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.process import configure_process
 
@@ -45,6 +48,7 @@ MAX_ORIGIN = 2048
 # A request's PARAMS (its CGI environment): web servers send a few kilobytes and cap request
 # headers well below this; a client speaking to a TCP pool directly gets no more.
 MAX_PARAMS_BYTES = 1 << 20
+DEADLINE_MARGIN_S = 0.25
 
 
 class ConnectionClosed(Exception):
@@ -217,16 +221,25 @@ class Worker:
             if not fds:
                 continue
             sock = socket.socket(fileno=fds[0])
+            (expires_at,) = struct.unpack("!d", message[1:9]) if len(message) >= 9 else (math.inf,)
             keep = False
             try:
-                keep = self.serve(Connection(sock))
+                keep = self.serve(Connection(sock), self._deadline(expires_at))
             except (ConnectionClosed, OSError):  # the server went away mid-request
                 pass
             finally:
                 sock.close()  # the supervisor's copy stays open when it keeps the connection
             self.tell(b"D" + (b"\x01" if keep else b"\x00"))
 
-    def serve(self, conn: Connection) -> bool:
+    def _deadline(self, expires_at: float) -> Deadline:
+        """The engine's deadline: a little before the supervisor's, so that a request over its
+        time is answered ``503 timeout`` by the engine here rather than by killing this worker."""
+        budget = self.settings.http.timeout_s
+        if not budget or math.isinf(expires_at):
+            return NO_DEADLINE
+        return Deadline(budget, expires_at - min(DEADLINE_MARGIN_S, budget / 10))
+
+    def serve(self, conn: Connection, deadline: Deadline = NO_DEADLINE) -> bool:
         """Answer one request; True if the connection stays open for the server's next one."""
         while True:
             rec = conn.next_record()
@@ -254,7 +267,7 @@ class Worker:
         # What the supervisor needs to answer this request itself if this worker dies or overruns.
         origin = environ.get("HTTP_ORIGIN", "").encode("utf-8", "surrogateescape")[:MAX_ORIGIN]
         self.tell(b"B" + struct.pack("!H?", request.id, head_only) + origin)
-        response = respond(environ, request, self.settings.http, self.services)
+        response = respond(environ, request, self.settings.http, self.services, deadline)
         self.tell(b"W")
         if request.aborted:  # nobody is waiting for the answer
             conn.sock.sendall(fastcgi.end_request(request.id))

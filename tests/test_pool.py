@@ -500,6 +500,22 @@ def test_a_reload_with_bad_settings_keeps_the_running_ones(apache: Server, line_
     assert call(apache, "POST", "mode=line", line_png, PNG).status == 200
 
 
+def test_a_request_over_its_time_is_stopped_by_the_engine_not_by_a_kill(prefix: Path) -> None:
+    """The worker's engine gets the request's deadline (a little before the supervisor's), so a
+    long page is answered 503 timeout by the engine between recognition batches and the worker
+    stays; the supervisor's kill is only the backstop for one step that cannot be interrupted."""
+    words = "espresso macchiato 2.50 EUR flat white 3.20 EUR almond croissant 2.85 EUR paid by card"
+    page = render_text([f"{i} {words}" for i in range(40)], size=32)  # seconds of recognition
+    env = {"CRNNOCR_TIMEOUT_S": "2", "CRNNOCR_CACHE_MB": "0", "CRNNOCR_POOL_WORKERS": "1"}
+    with serving("apache", "fastcgi", prefix, env=env) as server:
+        assert server.pool is not None
+        workers = {w.pid for w in server.pool.status().workers}
+        doc = assert_error(call(server, "POST", "", page, PNG), 503, "timeout")
+        assert "passed during" in doc["error"]["message"]  # the engine's own words
+        assert {w.pid for w in server.pool.status().workers} == workers
+        assert server.pool.status().counters["timeouts"] == 0
+
+
 def test_a_full_queue_is_503_busy_at_once(prefix: Path, line_png: bytes) -> None:
     env = {"CRNNOCR_POOL_WORKERS": "1", "CRNNOCR_POOL_QUEUE": "1", "CRNNOCR_CACHE_MB": "0",
            "CRNNOCR_RETRY_AFTER_S": "3"}
