@@ -476,6 +476,9 @@ class Supervisor:
                 continue
             if conn.request_id is None:
                 conn.request_id = _peek_request_id(conn.sock)
+            # Counted before the worker has the request, so that a health request counts itself
+            # (the next _publish corrects the count if the hand-over fails).
+            self.board.set("busy", 1 + sum(1 for w in self.workers if w.state == WorkerState.BUSY))
             # With the request's deadline (monotonic clocks agree across processes), so that the
             # worker's engine stops in time by itself and the kill below stays a backstop.
             if not self._tell(worker, b"C" + struct.pack("!d", conn.deadline), [conn.sock.fileno()]):

@@ -249,11 +249,11 @@ def test_jsonl_says_which_runtime_ran() -> None:
 
 def test_health_says_which_runtime_a_request_gets(monkeypatch: pytest.MonkeyPatch) -> None:
     needs_default_pack()
-    from ocr_http.app import health
+    from ocr_http.app import NO_SERVICES, health
     from ocr_http.settings import CgiSettings
 
     monkeypatch.setenv("CRNNOCR_PROCESS", "one-shot")
-    document = json.loads(health(CgiSettings.from_env()).body)
+    document = json.loads(health(CgiSettings.from_env(), NO_SERVICES).body)
     assert document["backend"] == backends.plan("auto").to_dict()
     assert document["backend"]["name"] == "onnxruntime"
 
