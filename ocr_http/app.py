@@ -7,6 +7,7 @@ the OCR stack; only a POST that carries an acceptable body reaches ``ocr_core.en
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 
@@ -45,7 +46,7 @@ def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSett
         if method in ("GET", "HEAD"):
             response = health(settings)
         elif method == "POST":
-            response = recognise(environ, read_body)
+            response = recognise(environ, read_body, settings)
         elif method == "OPTIONS":
             response = preflight(cors)
         else:
@@ -112,13 +113,16 @@ def health(settings: CgiSettings) -> Response:
             "max_bytes": config.max_bytes,
             "max_pixels": config.max_pixels,
             "det_max_side": config.det_max_side,
+            "max_pages": config.max_pages,
             "timeout_s": settings.timeout_s,
         },
     })
 
 
-def recognise(environ: Mapping[str, str], read_body: BodyReader) -> Response:
-    """Check the length before reading, read exactly CONTENT_LENGTH bytes, unwrap, recognise."""
+def recognise(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSettings) -> Response:
+    """Check the length before reading, read exactly CONTENT_LENGTH bytes, unwrap, recognise, and
+    answer in the format asked for. A document stops between pages once the time limit passes."""
+    started = time.monotonic()
     config = engine_config()
     raw_length = environ.get("CONTENT_LENGTH", "").strip()
     if not raw_length:
@@ -148,5 +152,13 @@ def recognise(environ: Mapping[str, str], read_body: BodyReader) -> Response:
             )
         config = engine_config(pack=query.pack)
     engine = get_engine(config)
-    result = engine.recognize(image, query.options)
-    return text_response(result.text) if query.as_text else json_response(HTTPStatus.OK, result.to_dict())
+    deadline = started + settings.timeout_s if settings.timeout_s else None
+    result = engine.recognize(image, query.options, deadline=deadline)
+    if query.format == "json":
+        return json_response(HTTPStatus.OK, result.to_dict(words=query.words))
+    if query.format == "text":
+        return text_response(result.text)
+    from ocr_core.formats import MEDIA_TYPES
+
+    return Response(HTTPStatus.OK, result.render(query.format).encode("utf-8"),
+                    (("Content-Type", MEDIA_TYPES[query.format]),))
