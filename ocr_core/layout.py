@@ -54,18 +54,22 @@ class CropFrame:
     def reading_height(self) -> int:
         return self.width if self.turned else self.height
 
-    def span_to_page(self, x0: float, x1: float) -> np.ndarray:
-        """The page quadrilateral (4×2, in the corner order of the line's own quad) covering the
-        crop's full height between ``x0`` and ``x1``, measured along the text as the recogniser
-        reads it."""
+    def spans_to_page(self, spans: np.ndarray) -> np.ndarray:
+        """Page quadrilaterals (N×4×2, in the corner order of the line's own quad), each covering
+        the crop's full height between ``x0`` and ``x1`` of a row of ``spans`` (N×2), measured
+        along the text as the recogniser reads it."""
+        x0, x1 = spans[:, 0], spans[:, 1]
         if self.turned:
             # rot90 sends the rectangle's (x, y) to (y, width - x): a span of the turned crop
             # is a band of the rectangle's rows.
-            corners = [(0, x0), (self.width, x0), (self.width, x1), (0, x1)]
+            zero, full = np.zeros_like(x0), np.full_like(x0, self.width)
+            corners = [(zero, x0), (full, x0), (full, x1), (zero, x1)]
         else:
-            corners = [(x0, 0), (x1, 0), (x1, self.height), (x0, self.height)]
-        points = np.array([corners], dtype=np.float64)
-        return cv2.perspectiveTransform(points, np.linalg.inv(self.matrix))[0]
+            zero, full = np.zeros_like(x0), np.full_like(x0, self.height)
+            corners = [(x0, zero), (x1, zero), (x1, full), (x0, full)]
+        points = np.stack([np.stack(corner, axis=-1) for corner in corners], axis=1).astype(np.float64)
+        page = cv2.perspectiveTransform(points.reshape(1, -1, 2), np.linalg.inv(self.matrix))
+        return page.reshape(-1, 4, 2)
 
 
 def crop_frame(quad: np.ndarray) -> CropFrame:

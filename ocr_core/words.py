@@ -16,7 +16,7 @@ import numpy as np
 
 from .layout import CropFrame
 from .recognize import Reading
-from .result import Box, Word
+from .result import Word
 
 # Grow a word by these shares of the character pitch beyond the time steps of its first and last
 # characters. The first is larger because CTC tends to emit a glyph from its right half.
@@ -43,14 +43,14 @@ def place_words(reading: Reading, frame: CropFrame, flipped: bool) -> tuple[Word
         if rights[k - 1] > lefts[k]:
             cut = (rights[k - 1] + lefts[k]) / 2
             rights[k - 1] = lefts[k] = cut
-    words = []
-    for (a, z), left, right in zip(spans, lefts, rights, strict=True):
-        if flipped:  # the crop was read turned by half: measure from the other end
-            left, right = width - right, width - left
-        quad = frame.span_to_page(left, right)
-        box: Box = tuple((float(x), float(y)) for x, y in quad)  # type: ignore[assignment]
-        words.append(Word(reading.text[a:z], float(reading.probs[a:z].mean()), box))
-    return tuple(words)
+    edges = np.array([lefts, rights], dtype=np.float64).T
+    if flipped:  # the crop was read turned by half: measure from the other end
+        edges = width - edges[:, ::-1]
+    quads = frame.spans_to_page(edges).tolist()
+    return tuple(
+        Word(reading.text[a:z], float(reading.probs[a:z].mean()), tuple(map(tuple, quad)))  # type: ignore[arg-type]
+        for (a, z), quad in zip(spans, quads, strict=True)
+    )
 
 
 def _word_spans(text: str) -> list[tuple[int, int]]:
