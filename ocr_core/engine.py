@@ -62,7 +62,8 @@ def _check_deadline(deadline: float | None, done: int, total: int) -> None:
     """Between two pages of a document: stop with OcrError(timeout) once ``deadline`` (a
     ``time.monotonic()`` instant) has passed."""
     if deadline is not None and time.monotonic() > deadline:
-        raise OcrError(ErrorCode.TIMEOUT, f"the time limit passed after {done} of {total} pages; select fewer")
+        raise OcrError(ErrorCode.TIMEOUT,
+                       f"the time limit passed after {done} of {total} pages; select fewer")
 
 
 class Engine:

@@ -82,7 +82,3 @@ def crop_frame(quad: np.ndarray) -> CropFrame:
     matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
     return CropFrame(width, height, matrix, height >= 1.5 * width)
 
-
-def crop_quad(bgr: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The quadrilateral's content warped to an upright rectangle; tall crops are turned to lie flat."""
-    return crop_frame(quad).warp(bgr)
