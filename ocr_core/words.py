@@ -19,9 +19,11 @@ from .recognize import Reading
 from .result import Word
 
 # Grow a word by these shares of the character pitch beyond the time steps of its first and last
-# characters. The first is larger because CTC tends to emit a glyph from its right half.
+# characters. The first is larger because CTC tends to emit a glyph from its right half. Measured
+# on drawn lines (4 fonts; tilted, vertical, upside down) on both runtimes: the last glyph's ink
+# covered >= 0.90 at 0.3, >= 0.97 at 0.5, and boxes reached into a neighbour's ink <= 4% either way.
 LEFT_REACH = 0.8
-RIGHT_REACH = 0.3
+RIGHT_REACH = 0.5
 
 
 def place_words(reading: Reading, frame: CropFrame, flipped: bool) -> tuple[Word, ...]:
