@@ -225,7 +225,7 @@ class Engine:
             k = kept[place.index]
             reading = readings[k]
             box = tuple((float(x), float(y)) for x, y in quads[k])
-            words = place_words(reading, frames[k], bool(flags[k]))
+            words = place_words(reading, crops[k], frames[k], bool(flags[k]))
             lines.append(TextLine(reading.text.strip(), reading.score, box, place.block, place.row, words))
         return tuple(lines), [detect_ms, classify_ms, recognize_ms]
 
