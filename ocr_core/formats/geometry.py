@@ -49,6 +49,15 @@ def line_words(line: TextLine) -> tuple[Word, ...]:
     return line.words or (Word(line.text, line.score, line.box),)
 
 
+def baseline(row: Row) -> tuple[float, int]:
+    """The row's baseline as hOCR puts it: slope, then offset from the bottom-left corner of
+    ``row.rect``. The bottom edge of the row's boxes stands in for it (it runs under the
+    descenders)."""
+    (x0, y0), (x1, y1) = row.lines[0].box[3], row.lines[-1].box[2]
+    slope = (y1 - y0) / (x1 - x0) if x1 - x0 > 1 else 0.0
+    return slope, round(y0 + slope * (row.rect[0] - x0) - row.rect[3])
+
+
 def blocks(page: Page) -> Iterator[Block]:
     """The page's blocks of rows, from the lines' ``block`` and ``row`` numbers."""
     groups: list[list[list[TextLine]]] = []

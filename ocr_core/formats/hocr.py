@@ -11,7 +11,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from .geometry import Rect, Row, blocks, rect
+from .geometry import Rect, baseline, blocks, rect
 
 if TYPE_CHECKING:
     from . import Result
@@ -34,15 +34,6 @@ def _bbox(r: Rect) -> str:
     return f"bbox {r[0]} {r[1]} {r[2]} {r[3]}"
 
 
-def _baseline(row: Row) -> str:
-    """The baseline as hOCR puts it: slope, then offset from the bbox's bottom-left corner. The
-    bottom edge of the row's boxes stands in for it (it runs under the descenders)."""
-    (x0, y0), (x1, y1) = row.lines[0].box[3], row.lines[-1].box[2]
-    slope = (y1 - y0) / (x1 - x0) if x1 - x0 > 1 else 0.0
-    offset = y0 + slope * (row.rect[0] - x0) - row.rect[3]
-    return f"baseline {slope:.3f} {round(offset)}"
-
-
 def render_hocr(result: Result) -> str:
     out = [HEAD.format(system=escape(f"crnnocr {__version__} ({result.model})"))]
     for index, page in enumerate(result.pages):
@@ -57,8 +48,9 @@ def render_hocr(result: Result) -> str:
             out.append(f"    <p class='ocr_par' id='par_{n}_{block_id}' title='{_bbox(block.rect)}'>\n")
             for row in block.rows:
                 row_id += 1
+                slope, offset = baseline(row)
                 out.append(f"     <span class='ocr_line' id='line_{n}_{row_id}' "
-                           f"title='{_bbox(row.rect)}; {_baseline(row)}'>")
+                           f"title='{_bbox(row.rect)}; baseline {slope:.3f} {offset}'>")
                 spans = []
                 for word in row.words:
                     word_id += 1
