@@ -68,7 +68,8 @@ def _measure(eval_dir: Path) -> list[str]:
     rows = [
         "| measure | value | target | result |",
         "|---|---|---|---|",
-        f"| PDF of {PAGES} receipts at 200 dpi, whole document, median of {ROUNDS} (2 ONNX threads) | "
+        f"| PDF of {PAGES} receipts at 200 dpi, whole document, median of {ROUNDS} "
+        f"({engine.runtime.backend}, 2 threads) | "
         f"{total:.0f} ms = {pages_per_s:.2f} pages/s | – | – |",
         f"| rendering share (decode / total) | {decode:.0f} ms = {decode / total:.1%} | – | – |",
     ]
