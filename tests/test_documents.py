@@ -233,3 +233,45 @@ def test_an_image_request_never_imports_pypdfium2(tmp_path: Path) -> None:
     output, imported = done.stdout.rsplit("\n", 2)[0], done.stdout.rsplit("\n", 2)[1]
     assert json.loads(output)["text"] == "Cold start"
     assert imported == "False"
+
+
+def _cli(*args: str | Path, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(CHECKOUT), **environ}
+    return subprocess.run([sys.executable, "-m", "ocr_core", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_command_line_reads_documents(receipts: list, receipts_pdf: bytes, tmp_path: Path,
+                                      norm: Callable[[str], str]) -> None:
+    """The CLI on the acceptance PDF (text, pages by form feed) and on the same pages as a TIFF,
+    one page of it selected."""
+    pdf, tiff = tmp_path / "receipts.pdf", tmp_path / "receipts.tif"
+    pdf.write_bytes(receipts_pdf)
+    tiff.write_bytes(multipage_tiff([s.read() for s in receipts]))
+    done = _cli(pdf)
+    assert done.returncode == 0, done.stderr
+    assert_pages_within_bound(done.stdout.removesuffix("\n").split("\f"), receipts, norm)
+    done = _cli("--jsonl", "--pages", "2", tiff)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["document"] == {"format": "TIFF", "page_count": 3, "dpi": None}
+    assert [p["number"] for p in record["pages"]] == [2]
+    assert cer([receipts[1].text], [record["pages"][0]["text"]], norm) <= RECEIPT_CER
+
+
+def test_command_line_document_errors(receipts_pdf: bytes, tmp_path: Path) -> None:
+    """Each document error as the CLI reports it: every file is tried, each gets its code."""
+    files = {
+        "locked.pdf": (encrypted_pdf(scanned_pdf([render_text(["Secret"])]), tmp_path), "document_encrypted"),
+        "broken.pdf": (BROKEN_PDFS["garbage"], "decode_failed"),
+        "poster.pdf": (oversized_pdf(), "image_too_large"),
+        "receipts.pdf": (receipts_pdf, "too_many_pages"),
+    }
+    for name, (data, _code) in files.items():
+        (tmp_path / name).write_bytes(data)
+    done = _cli("--jsonl", "--mode", "line", *(tmp_path / name for name in files), CRNNOCR_MAX_PAGES="2")
+    assert done.returncode == 1
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(Path(r["file"]).name, r["error"]["code"]) for r in records] == [
+        (name, code) for name, (_data, code) in files.items()]
+    assert "Traceback" not in done.stderr
