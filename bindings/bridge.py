@@ -4,8 +4,9 @@ capi.c has started the interpreter inside the runtime's venv before cffi imports
 code puts the runtime on ``sys.path``, imports ocr_core and defines the ``bridge_*`` functions
 that capi.c calls. Rules that keep the host process safe:
 
-- no exception leaves a bridge function: each one reports failures through ``lib.bridge_set_error``
-  (code + message for the calling thread) and returns 1, meaning "the bridge ran";
+- no exception leaves a bridge function: each one reports failures through
+  ``lib.bridge_set_error_detail`` (code, safe message and the operator's detail, for the calling
+  thread; ``ocr_core.errors.client_error`` decides what is safe) and returns 1, "the bridge ran";
 - every string or result handed to C is allocated by capi.c's helpers (C ``malloc``), never by
   ``ffi.new``, whose memory Python would free behind the caller's back;
 - an import failure is kept, not raised, so each call can say what is wrong and what to do.
@@ -27,9 +28,8 @@ _HOME = os.fsdecode(ffi.string(lib.bridge_runtime_home()))
 _VENV = os.fsdecode(ffi.string(lib.bridge_runtime_venv()))
 _RAN = 1
 
-# Error numbers as in crnnocr.h; used only before ocr_core (and its ErrorCode) could be imported.
+# As in crnnocr.h; used only when ocr_core (and its ErrorCode) could not be imported.
 _E_MODEL_UNAVAILABLE = 8
-_E_INTERNAL = 10
 
 
 def _add_runtime_paths() -> None:
@@ -59,24 +59,28 @@ try:
             get_engine,
         )
         from ocr_core.config import DEFAULT_DPI
+        from ocr_core.errors import client_error
+        from ocr_core.handover import HandoverEngine, load_for_host
         from ocr_core.result import DocumentResult, Page, TextLine, Word
 
     _IMPORT_ERROR = None
-except Exception as exc:  # any import failure becomes the message of every call
+except Exception as exc:  # any import failure becomes the error of every call
     _IMPORT_ERROR = (
-        f"libcrnnocr: cannot import ocr_core from {_HOME} with the Python environment {_VENV}: "
-        f"{type(exc).__name__}: {exc}. Reinstall (make install), or set CRNNOCR_HOME to a directory "
-        f"holding ocr_core/ and CRNNOCR_VENV to a venv with requirements.txt installed"
+        "libcrnnocr: the OCR engine cannot be imported. Reinstall (make install), or set CRNNOCR_HOME "
+        "to a directory holding ocr_core and CRNNOCR_VENV to a venv with requirements.txt installed",
+        f"ocr_core from {_HOME} with {_VENV}: {type(exc).__name__}: {exc}",
     )
 
 # Engines created from C, by the id their C handle holds; dict operations are atomic under the GIL.
-_engines: dict[int, tuple[Engine, RecognizeOptions]] = {}
+_engines: dict[int, tuple[Engine | HandoverEngine, RecognizeOptions]] = {}
 _engine_ids = itertools.count(1)
 _engines_lock = threading.Lock()
 
 
-def _set_error(code: int, message: str) -> None:
-    lib.bridge_set_error(code, message.encode("utf-8", "replace"))
+def _set_error(code: int, message: str, detail: str | None = None) -> None:
+    lib.bridge_set_error_detail(
+        code, message.encode("utf-8", "replace"), (detail or "").encode("utf-8", "replace")
+    )
 
 
 def _guarded(function):
@@ -85,21 +89,18 @@ def _guarded(function):
     def run(*args):
         try:
             if _IMPORT_ERROR is not None:
-                _set_error(_E_MODEL_UNAVAILABLE, _IMPORT_ERROR)
+                _set_error(_E_MODEL_UNAVAILABLE, *_IMPORT_ERROR)
             else:
                 function(*args)
-        except OcrError as exc:
-            _set_error(exc.code.number, exc.message)
-        except MemoryError:
-            _set_error(_E_INTERNAL, "out of memory")
         except BaseException as exc:  # nothing may cross into C, not even SystemExit
-            _set_error(_E_INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            error = client_error(exc)
+            _set_error(error.code.number, error.message, error.detail)
         return _RAN
 
     return ffi.def_extern(name=function.__name__)(run)
 
 
-def _input(engine: Engine, data, size: int) -> bytes:
+def _input(engine: Engine | HandoverEngine, data, size: int) -> bytes:
     """The caller's bytes, copied (C owns them); refused before copying when over the limit."""
     if size > engine.config.max_bytes:
         raise OcrError(
@@ -225,6 +226,8 @@ def bridge_engine_new(options, out_id):
         raise OcrError(ErrorCode.BAD_REQUEST, "threads must be -1 (default), 0 (all cores) or more")
     if options.mode not in (0, 1):
         raise OcrError(ErrorCode.BAD_REQUEST, "mode must be OCR_MODE_PAGE or OCR_MODE_LINE")
+    if options.timeout_ms < -1:
+        raise OcrError(ErrorCode.BAD_REQUEST, "timeout_ms must be -1 (default), 0 (no limit) or more")
     config = EngineConfig.from_env(
         model_dir=_optional_str(options.model_dir),
         pack=_optional_str(options.pack),
@@ -233,16 +236,17 @@ def bridge_engine_new(options, out_id):
         max_pixels=options.max_pixels or None,
         det_max_side=options.det_max_side or None,
         backend=_optional_str(options.backend),
+        timeout_s=options.timeout_ms / 1000 if options.timeout_ms >= 0 else None,
         max_pages=options.max_pages or None,
     )
     defaults = RecognizeOptions(
         mode="line" if options.mode == 1 else "page",
         use_cls=bool(options.use_cls),
-        min_score=float(options.min_score),
+        min_score=None if options.min_score < 0 else float(options.min_score),
         dpi=options.dpi or DEFAULT_DPI,
         pages=_optional_str(options.pages),
     )
-    engine = Engine.load(config)
+    engine = load_for_host(config)
     with _engines_lock:
         engine_id = next(_engine_ids)
         _engines[engine_id] = (engine, defaults)

@@ -35,7 +35,7 @@ typedef enum ocr_mode { OCR_MODE_PAGE = 0, OCR_MODE_LINE = 1 } ocr_mode;
 typedef struct ocr_options {
     size_t struct_size; const char *model_dir; const char *pack; int threads;
     size_t max_bytes; size_t max_pixels; int det_max_side;
-    ocr_mode mode; int use_cls; float min_score; const char *backend;
+    ocr_mode mode; int use_cls; float min_score; const char *backend; int timeout_ms;
     int dpi; const char *pages; int max_pages;
 } ocr_options;
 struct ocr_word { char *text; double score; double box[8]; };
@@ -56,7 +56,7 @@ extern "Python" int bridge_engine_recognize(uint64_t, const unsigned char *, siz
                                             const char *, ocr_result **);
 extern "Python" int bridge_render(const ocr_result *, int, char **);
 
-void bridge_set_error(int code, const char *message);
+void bridge_set_error_detail(int code, const char *message, const char *detail);
 char *bridge_strdup(const char *s, size_t n);
 void *bridge_calloc(size_t n, size_t size);
 void ocr_result_free(ocr_result *r);

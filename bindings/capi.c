@@ -25,7 +25,7 @@
 #define CRNNOCR_API __attribute__((visibility("default")))
 
 /* ---- implemented in Python (bridge.py); each returns 1 once it has run, and reports
- * failures with bridge_set_error. cffi makes them return 0 if Python failed to start. */
+ * failures with bridge_set_error_detail. cffi makes them return 0 if Python failed to start. */
 static int bridge_recognize(const unsigned char *bytes, size_t len, char **out_text);
 static int bridge_engine_new(const ocr_options *o, uint64_t *out_id);
 static int bridge_engine_free(uint64_t id);
@@ -39,26 +39,40 @@ static int bridge_render(const ocr_result *r, int format, char **out);
 
 static __thread int tls_error_code;
 static __thread char tls_error_message[ERROR_MESSAGE_MAX];
+static __thread char tls_error_detail[ERROR_MESSAGE_MAX];
 
-/* Records an error for the calling thread; cuts long messages at a UTF-8 boundary. */
-static void bridge_set_error(int code, const char *message)
+/* Copies text (NULL = "") into a thread's buffer, cut at a UTF-8 boundary if too long. */
+static void set_text(char buffer[ERROR_MESSAGE_MAX], const char *text)
 {
-    size_t n = message ? strlen(message) : 0;
+    size_t n = text ? strlen(text) : 0;
     if (n >= ERROR_MESSAGE_MAX) {
         n = ERROR_MESSAGE_MAX - 1;
-        while (n > 0 && ((unsigned char)message[n] & 0xC0) == 0x80)
+        while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
             n--;
     }
-    tls_error_code = code;
     if (n)
-        memcpy(tls_error_message, message, n);
-    tls_error_message[n] = '\0';
+        memcpy(buffer, text, n);
+    buffer[n] = '\0';
+}
+
+/* Records an error for the calling thread: the safe message and the operator's detail. */
+static void bridge_set_error_detail(int code, const char *message, const char *detail)
+{
+    tls_error_code = code;
+    set_text(tls_error_message, message);
+    set_text(tls_error_detail, detail);
+}
+
+static void bridge_set_error(int code, const char *message)
+{
+    bridge_set_error_detail(code, message, NULL);
 }
 
 static void clear_error(void)
 {
     tls_error_code = OCR_OK;
     tls_error_message[0] = '\0';
+    tls_error_detail[0] = '\0';
 }
 
 /* ---- strings and results handed to C --------------------------------------- */
@@ -162,7 +176,8 @@ __attribute__((constructor)) static void find_library_dir(void)
 static char runtime_home[PATH_MAX]; /* holds ocr_core/ and models/ */
 static char runtime_venv[PATH_MAX]; /* the Python virtual environment */
 static int start_code = OCR_OK;     /* why Python could not be started, if it could not */
-static char start_message[ERROR_MESSAGE_MAX];
+static const char *start_message;
+static char start_detail[ERROR_MESSAGE_MAX];
 static pthread_once_t start_once = PTHREAD_ONCE_INIT;
 
 static int is_venv(const char *dir)
@@ -173,12 +188,14 @@ static int is_venv(const char *dir)
            && stat(cfg, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-__attribute__((format(printf, 1, 2))) static void start_failed(const char *fmt, ...)
+/* `message` (static, safe for end users) and a detail for the operator's log. */
+__attribute__((format(printf, 2, 3))) static void start_failed(const char *message, const char *fmt, ...)
 {
     va_list args;
     start_code = OCR_E_MODEL_UNAVAILABLE;
+    start_message = message;
     va_start(args, fmt);
-    vsnprintf(start_message, sizeof start_message, fmt, args);
+    vsnprintf(start_detail, sizeof start_detail, fmt, args);
     va_end(args);
 }
 
@@ -193,7 +210,7 @@ static int locate_runtime(void)
     else
         n = snprintf(runtime_home, sizeof runtime_home, "%s/crnnocr", library_dir);
     if (n < 0 || n >= (int)sizeof runtime_home) {
-        start_failed("libcrnnocr: the runtime path is too long");
+        start_failed("libcrnnocr: the runtime path is too long; set CRNNOCR_HOME", "%s", "");
         return -1;
     }
     if (venv && *venv)
@@ -204,7 +221,7 @@ static int locate_runtime(void)
             n = snprintf(runtime_venv, sizeof runtime_venv, "%s/.venv", runtime_home);
     }
     if (n < 0 || n >= (int)sizeof runtime_venv) {
-        start_failed("libcrnnocr: the Python environment path is too long");
+        start_failed("libcrnnocr: the Python environment path is too long; set CRNNOCR_VENV", "%s", "");
         return -1;
     }
     return 0;
@@ -230,14 +247,14 @@ static void start_python(void)
     if (Py_IsInitialized())
         return; /* the host embeds Python itself: join it; bridge.py adds our paths */
     if (!is_venv(runtime_venv)) {
-        start_failed("libcrnnocr: no Python environment at %s (pyvenv.cfg missing). "
-                     "Run `make install` again, or set CRNNOCR_VENV to the project's venv "
-                     "(CRNNOCR_HOME to a checkout with .venv/)", runtime_venv);
+        start_failed("libcrnnocr: its Python environment is missing. Run `make install` again, "
+                     "or set CRNNOCR_VENV to the project's venv (CRNNOCR_HOME to a checkout with "
+                     "a .venv)", "no pyvenv.cfg in %s", runtime_venv);
         return;
     }
     if (snprintf(executable, sizeof executable, "%s/bin/python3", runtime_venv)
         >= (int)sizeof executable) {
-        start_failed("libcrnnocr: the Python environment path is too long");
+        start_failed("libcrnnocr: the Python environment path is too long; set CRNNOCR_VENV", "%s", "");
         return;
     }
 
@@ -259,7 +276,8 @@ static void start_python(void)
     return;
 
 failed:
-    start_failed("libcrnnocr: cannot start Python from %s: %s", runtime_venv,
+    start_failed("libcrnnocr: the embedded Python cannot start. Run `make install` again, or set "
+                 "CRNNOCR_VENV to the project's venv", "Python in %s: %s", runtime_venv,
                  status.err_msg ? status.err_msg : "unknown error");
 }
 
@@ -272,7 +290,7 @@ static int ensure_python(void)
 {
     pthread_once(&start_once, start_python);
     if (start_code != OCR_OK) {
-        bridge_set_error(start_code, start_message);
+        bridge_set_error_detail(start_code, start_message, start_detail);
         return -1;
     }
     return 0;
@@ -315,6 +333,11 @@ CRNNOCR_API const char *ocr_last_error(void)
     return tls_error_message;
 }
 
+CRNNOCR_API const char *ocr_last_error_detail(void)
+{
+    return tls_error_detail;
+}
+
 CRNNOCR_API const char *ocr_strerror(int code)
 {
     /* STRERROR_TABLE is generated by build_lib.py from ocr_core.errors.ErrorCode. */
@@ -352,7 +375,8 @@ CRNNOCR_API void ocr_options_init(ocr_options *o)
     o->struct_size = sizeof *o;
     o->threads = -1;
     o->mode = OCR_MODE_PAGE;
-    o->min_score = 0.5f;
+    o->min_score = -1.0f; /* the mode's default */
+    o->timeout_ms = -1;   /* CRNNOCR_TIMEOUT_S, else 20 s */
 }
 
 CRNNOCR_API int ocr_engine_new(const ocr_options *o, ocr_engine **out)

@@ -53,7 +53,8 @@
  *      CRNNOCR_VENV       Python virtual environment to run (default: $CRNNOCR_HOME/venv,
  *                         then $CRNNOCR_HOME/.venv)
  *      CRNNOCR_MODEL_DIR, CRNNOCR_PACK, CRNNOCR_THREADS, CRNNOCR_MAX_BYTES,
- *      CRNNOCR_MAX_PIXELS, CRNNOCR_DET_MAX_SIDE, CRNNOCR_BACKEND, CRNNOCR_MAX_PAGES
+ *      CRNNOCR_MAX_PIXELS, CRNNOCR_DET_MAX_SIDE, CRNNOCR_BACKEND, CRNNOCR_TIMEOUT_S,
+ *      CRNNOCR_MAX_REGIONS, CRNNOCR_MAX_PAGES
  *                         engine defaults, as for the CGI (see README)
  *    If the host process has already started a Python interpreter itself, the
  *    library joins it and adds its runtime to that interpreter's sys.path.
@@ -99,12 +100,13 @@ typedef enum ocr_status {
     OCR_E_MODEL_UNAVAILABLE = 8,      /* [model_unavailable] the engine cannot run: model pack
                                          missing or corrupt, or the library's Python runtime
                                          cannot be found or started; the message says what to do */
-    OCR_E_TIMEOUT = 9,                /* [timeout] reserved; the library sets no time limit */
+    OCR_E_TIMEOUT = 9,                /* [timeout] the call took longer than the engine's
+                                         timeout_ms (default 20 s) */
     OCR_E_INTERNAL = 10,              /* [internal] a bug: please report the message */
     OCR_E_BUSY = 11,                  /* [busy] HTTP only: the server is at its limit of concurrent
                                          work (503 with Retry-After); never from this library */
     OCR_E_TOO_MANY_REGIONS = 12,      /* [too_many_regions] the page holds more text regions than
-                                         the engine's limit */
+                                         the engine's limit (CRNNOCR_MAX_REGIONS, default 1000) */
     OCR_E_TOO_MANY_PAGES = 13,        /* [too_many_pages] more pages to read than max_pages (select
                                          fewer with options.pages or ocr_engine_recognize_pages) */
     OCR_E_DOCUMENT_ENCRYPTED = 14,    /* [document_encrypted] the document is password-protected */
@@ -141,10 +143,19 @@ int ocr_last_error_code(void);
 
 /*
  * Message of the calling thread's last failure (UTF-8, "" after a success).
+ * It says what happened and what to do, and never shows the inside (no file
+ * paths, memory addresses or runtime internals), so it may be shown to end users.
  * The string belongs to the library and stays valid until the same thread's
  * next library call; copy it to keep it.
  */
 const char *ocr_last_error(void);
+
+/*
+ * The operator's detail of the calling thread's last failure, "" when there is
+ * none: the file or directory involved, the runtime's own words. Write it to your
+ * log, not to end users. Same lifetime as ocr_last_error().
+ */
+const char *ocr_last_error_detail(void);
 
 /*
  * Static English summary of a status code, e.g. "the image is damaged or cannot be
@@ -172,8 +183,8 @@ void ocr_free(void *p);
  * Uses a process-wide default engine (page mode, options from the CRNNOCR_*
  * environment variables) created by the first call, which therefore also pays
  * for starting Python and loading the models. Its runtime is CRNNOCR_BACKEND's,
- * else "auto" (see ocr_options.backend): a program that calls once and exits
- * starts fastest with CRNNOCR_BACKEND=onnxruntime. Thread-safe.
+ * else "auto" (see ocr_options.backend): the first call runs on ONNX Runtime,
+ * the second loads OpenVINO where auto picks it. Thread-safe.
  */
 char *ocr_recognize(const unsigned char *bytes, size_t len);
 
@@ -210,15 +221,22 @@ typedef struct ocr_options {
     /* Defaults for each ocr_engine_recognize call: */
     ocr_mode mode;          /* OCR_MODE_PAGE (default) or OCR_MODE_LINE */
     int use_cls;            /* nonzero: detect and turn upside-down lines (slower); default 0 */
-    float min_score;        /* drop lines whose confidence is below this, 0..1; default 0.5 */
+    float min_score;        /* drop lines whose confidence is below this, 0..1; negative (the
+                               default) = the mode's: 0.5 in page mode, where weak lines are
+                               mostly spurious detections, 0 in line mode (as the CLI and CGI) */
     /* Appended later; a caller built with an older header (smaller struct_size) gets the defaults: */
     const char *backend;    /* inference runtime: "onnxruntime", "openvino" or "auto"; NULL =
-                               CRNNOCR_BACKEND or "auto", which in a program using this library is
-                               OpenVINO (bf16) on a CPU with AVX-512 BF16 or AMX, else ONNX
-                               Runtime. OpenVINO reads a page in about half the time once warm,
-                               but its first call costs ~250 ms more (importing and loading it),
-                               and each new image size compiles kernels once: choose
-                               "onnxruntime" for a program that makes one call and exits */
+                               CRNNOCR_BACKEND or "auto". On a CPU with AVX-512 BF16 or AMX,
+                               "auto" reads the engine's first call on ONNX Runtime (the fastest
+                               start, for programs that call once and exit) and loads OpenVINO
+                               (bf16) during its second call, which costs ~250 ms more, once;
+                               later pages take about half ONNX Runtime's time. Elsewhere "auto"
+                               is ONNX Runtime. "openvino" pays its load at the first call */
+    int timeout_ms;         /* wall-clock limit of one recognition in milliseconds, checked between
+                               its stages and between batches of lines: past it the call fails
+                               with OCR_E_TIMEOUT (one step already running, e.g. decoding or one
+                               inference run, finishes first). 0 = no limit; -1 (the default) =
+                               CRNNOCR_TIMEOUT_S in seconds, else 20000 (20 s, as the CGI's) */
     int dpi;                /* resolution PDF pages are rendered at, 30..1200; 0 = 200 */
     const char *pages;      /* pages of a document to read, e.g. "1-3,7" or "5-" (page 5 to the
                                end); NULL = all. An image is page 1 */
@@ -238,8 +256,8 @@ void ocr_options_init(ocr_options *o);
  *
  * Returns OCR_OK, OCR_E_BAD_REQUEST (NULL `out`, invalid option, options not
  * initialised by ocr_options_init) or OCR_E_MODEL_UNAVAILABLE (pack missing or
- * corrupt, or the Python runtime cannot start; the message names the path and
- * the fix). Thread-safe.
+ * failing its checksums, or the Python runtime cannot start; the message says
+ * the fix, ocr_last_error_detail() the path). Thread-safe.
  */
 int ocr_engine_new(const ocr_options *o, ocr_engine **out);
 
@@ -257,7 +275,8 @@ void ocr_engine_free(ocr_engine *e);
  * `bytes` or `out`, `len` 0, a selected page past the end), OCR_E_PAYLOAD_TOO_LARGE,
  * OCR_E_IMAGE_TOO_LARGE, OCR_E_UNSUPPORTED_MEDIA_TYPE, OCR_E_DECODE_FAILED,
  * OCR_E_TOO_MANY_PAGES, OCR_E_DOCUMENT_ENCRYPTED (a PDF that needs a password),
- * OCR_E_MODEL_UNAVAILABLE or OCR_E_INTERNAL; ocr_last_error() has the details.
+ * OCR_E_MODEL_UNAVAILABLE, OCR_E_TIMEOUT (a document may also stop between pages),
+ * OCR_E_TOO_MANY_REGIONS or OCR_E_INTERNAL; ocr_last_error() says why.
  * Finding no text is a success with 0 lines. Thread-safe: many threads may share
  * one engine (PDF pages are rendered one thread at a time; the OCR runs in parallel).
  */

@@ -2,7 +2,7 @@
  * bench_calls - time libcrnnocr from C: first call, per-call latency, threads, memory.
  *
  *   bench_calls [--api engine|simple] [--mode page|line] [--threads N] [--calls N]
- *               [--warmup N] [--ort-threads N] [--expect FILE] IMAGE
+ *               [--warmup N] [--ort-threads N] [--expect FILE] [--rss-every N] IMAGE
  *
  *   --api engine   ocr_engine_new + ocr_engine_recognize (default)
  *   --api simple   ocr_recognize (always page mode; --ort-threads sets CRNNOCR_THREADS)
@@ -15,6 +15,8 @@
  *                  the library's default, all cores)
  *   --expect FILE  compare every result's text with FILE's content (a trailing
  *                  newline is ignored); mismatches are counted
+ *   --rss-every N  the first thread samples resident memory after every N of its
+ *                  measured calls (default 0: no samples), for long leak runs
  *
  * Prints one JSON object on stdout:
  *   first_call_ms      from before the first library call to the first text in hand
@@ -23,6 +25,7 @@
  *   per_call_ms        {mean, p50, p90, min, max} over all measured calls
  *   wall_s, calls_per_s  wall time of the measured phase and calls/s over all threads
  *   rss_kb_before, rss_kb_after  resident memory before and after the measured phase
+ *   rss_kb_samples     with --rss-every: [resident memory after N, 2N, ... calls]
  *   errors, mismatches failed calls and wrong texts
  * Exit status 0 when there were no errors and no mismatches, 1 otherwise, 2 on usage.
  */
@@ -41,6 +44,8 @@ struct bench {
     int simple;
     ocr_mode mode;
     int calls, warmup;
+    int rss_every;           /* 0: no samples */
+    long *rss_samples;       /* calls / rss_every entries, written by the first thread */
     ocr_engine *engine;
     const unsigned char *image;
     size_t image_len;
@@ -51,6 +56,7 @@ struct bench {
 
 struct worker {
     struct bench *b;
+    int first;          /* the thread that samples RSS */
     pthread_t thread;
     double *latency_ms; /* calls entries */
     int errors, mismatches;
@@ -144,6 +150,8 @@ static void *run_worker(void *arg)
         double t = now_ms();
         one_call(w);
         w->latency_ms[i] = now_ms() - t;
+        if (w->first && w->b->rss_every && (i + 1) % w->b->rss_every == 0)
+            w->b->rss_samples[i / w->b->rss_every] = rss_kb();
     }
     return NULL;
 }
@@ -157,7 +165,8 @@ static int compare_double(const void *a, const void *b)
 static void usage(void)
 {
     fputs("usage: bench_calls [--api engine|simple] [--mode page|line] [--threads N] [--calls N]\n"
-          "                   [--warmup N] [--ort-threads N] [--expect FILE] IMAGE\n", stderr);
+          "                   [--warmup N] [--ort-threads N] [--expect FILE] [--rss-every N] IMAGE\n",
+          stderr);
 }
 
 int main(int argc, char **argv)
@@ -191,6 +200,8 @@ int main(int argc, char **argv)
             continue;
         else if (strcmp(opt, "--expect") == 0)
             expect_path = val;
+        else if (strcmp(opt, "--rss-every") == 0 && (b.rss_every = atoi(val)) >= 0)
+            continue;
         else {
             usage();
             return 2;
@@ -219,7 +230,9 @@ int main(int argc, char **argv)
 
     workers = calloc((size_t)threads, sizeof *workers);
     all = malloc(((size_t)threads * (size_t)b.calls + 1) * sizeof *all);
-    if (!workers || !all)
+    if (b.rss_every)
+        b.rss_samples = calloc((size_t)(b.calls / b.rss_every) + 1, sizeof *b.rss_samples);
+    if (!workers || !all || (b.rss_every && !b.rss_samples))
         return 2;
     pthread_barrier_init(&b.warm, NULL, (unsigned)threads + 1);
     pthread_barrier_init(&b.start, NULL, (unsigned)threads + 1);
@@ -243,6 +256,7 @@ int main(int argc, char **argv)
     }
     for (i = 0; i < threads; i++) {
         workers[i].b = &b;
+        workers[i].first = i == 0;
         workers[i].latency_ms = all + (size_t)i * (size_t)b.calls;
         pthread_create(&workers[i].thread, NULL, run_worker, &workers[i]);
     }
@@ -279,6 +293,12 @@ int main(int argc, char **argv)
         printf("\"per_call_ms\": {\"mean\": %.3f, \"p50\": %.3f, \"p90\": %.3f, \"min\": %.3f, "
                "\"max\": %.3f}, ",
                sum / n, all[n / 2], all[(n * 9) / 10], all[0], all[n - 1]);
+    if (b.rss_every) {
+        printf("\"rss_kb_samples\": [");
+        for (i = 0; i < b.calls / b.rss_every; i++)
+            printf(i ? ", %ld" : "%ld", b.rss_samples[i]);
+        printf("], ");
+    }
     printf("\"wall_s\": %.3f, \"calls_per_s\": %.3f, \"rss_kb_before\": %ld, \"rss_kb_after\": %ld, "
            "\"errors\": %d, \"mismatches\": %d}\n",
            wall_s, wall_s > 0 ? n / wall_s : 0.0, rss_before, rss_after, errors, mismatches);
@@ -287,6 +307,7 @@ int main(int argc, char **argv)
     pthread_barrier_destroy(&b.warm);
     pthread_barrier_destroy(&b.start);
     free(all);
+    free(b.rss_samples);
     free(workers);
     free(expect);
     free((void *)b.image);

@@ -114,7 +114,11 @@ int main(int argc, char **argv)
 
     code = ocr_engine_new(&options, &engine);
     if (code != OCR_OK) {
-        fprintf(stderr, "ocr_file: %s\n", ocr_last_error());
+        /* A command-line tool's user is its operator: the detail (a path) helps fix it. */
+        if (*ocr_last_error_detail())
+            fprintf(stderr, "ocr_file: %s [%s]\n", ocr_last_error(), ocr_last_error_detail());
+        else
+            fprintf(stderr, "ocr_file: %s\n", ocr_last_error());
         return code;
     }
 

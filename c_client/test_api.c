@@ -6,20 +6,26 @@
  *   test_api inputs GOOD FILE...     ocr_recognize on NULL, 0 bytes and each FILE, each followed
  *                                    by a call on GOOD that must work again
  *   test_api engine GOOD [MODEL_DIR] engine options that must fail, then a result read in full
- *   test_api maps GOOD               one call, then the _cffi_backend and libpython files mapped,
+ *   test_api maps GOOD [CALLS]       CALLS calls (default 1), then the _cffi_backend and libpython
+ *                                    files mapped,
  *                                    the inference runtime's libraries mapped ("runtime" records),
  *                                    and OPENBLAS_NUM_THREADS as the host's environment has it now
- *   test_api backends GOOD           a line-mode engine per backend option, and one whose struct
- *                                    has the layout of a caller built before `backend` existed
+ *   test_api backends GOOD           a line-mode engine per backend option, and ones whose struct
+ *                                    has the layout of a caller built before `backend` or
+ *                                    `timeout_ms` existed
+ *   test_api limits PAGE LINE        PAGE with timeout_ms 1 and 0 (no limit), then LINE in line
+ *                                    mode with the default min_score
  *   test_api document FILE [PAGES]   one result read through every page, line and word accessor,
  *                                    then rendered in every format (each to FILE.<format>)
  *
  * Output is one tab-separated record per line (see each command), for the test to parse.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crnnocr.h"
 
@@ -66,9 +72,10 @@ static int cmd_static(void)
     for (code = -1; code <= 99; code++) /* every code there is, and then some */
         printf("strerror\t%d\t%s\n", code, ocr_strerror(code));
     ocr_options_init(&o);
-    printf("options\t%d\t%d\t%d\t%.2f\t%d\n", o.struct_size == sizeof o, o.threads, (int)o.mode,
+    printf("options\t%d\t%d\t%d\t%.2f\t%d\t%d\n", o.struct_size == sizeof o, o.threads, (int)o.mode,
            (double)o.min_score,
-           o.model_dir == NULL && o.pack == NULL && o.max_bytes == 0 && o.backend == NULL);
+           o.model_dir == NULL && o.pack == NULL && o.max_bytes == 0 && o.backend == NULL,
+           o.timeout_ms);
     ocr_options_init(NULL);
     ocr_free(NULL);
     ocr_result_free(NULL);
@@ -101,7 +108,7 @@ static ocr_engine *report_engine(const char *name, const ocr_options *o)
 {
     ocr_engine *e = (ocr_engine *)1; /* must be reset to NULL on failure */
     int code = ocr_engine_new(o, &e);
-    printf("engine\t%s\t%d\t%s\n", name, code, ocr_last_error());
+    printf("engine\t%s\t%d\t%s\t%s\n", name, code, ocr_last_error(), ocr_last_error_detail());
     if ((code == OCR_OK) != (e != NULL))
         printf("inconsistent\t%s\n", name);
     return code == OCR_OK ? e : NULL;
@@ -133,10 +140,13 @@ static int cmd_engine(int argc, char **argv)
     o.backend = "tensorflow";
     report_engine("bad_backend", &o);
     ocr_options_init(&o);
+    o.timeout_ms = -7;
+    report_engine("bad_timeout", &o);
+    ocr_options_init(&o);
     o.struct_size = 0;
     report_engine("uninitialised_options", &o);
     code = ocr_engine_new(NULL, NULL);
-    printf("engine\tnull_out\t%d\t%s\n", code, ocr_last_error());
+    printf("engine\tnull_out\t%d\t%s\t%s\n", code, ocr_last_error(), ocr_last_error_detail());
 
     e = report_engine("defaults", NULL);
     if (!e)
@@ -184,7 +194,9 @@ static int cmd_maps(char **argv)
     char line[4096];
     const char *value;
     FILE *maps;
-    report_recognize("good", good, len);
+    int calls = argv[3] ? atoi(argv[3]) : 1;
+    while (calls-- > 0)
+        report_recognize("good", good, len);
     free(good);
     maps = fopen("/proc/self/maps", "r");
     if (!maps)
@@ -215,6 +227,8 @@ static void report_backend(const char *name, const char *backend, size_t struct_
     o.mode = OCR_MODE_LINE;
     o.threads = 1;
     o.struct_size = struct_size;
+    if (struct_size <= offsetof(ocr_options, timeout_ms))
+        o.timeout_ms = -7; /* stale bytes past an older caller's struct: a bad option if read */
     code = ocr_engine_new(&o, &e);
     if (code == OCR_OK)
         code = ocr_engine_recognize(e, good, len, &r);
@@ -233,6 +247,7 @@ static int cmd_backends(char **argv)
     report_backend("null", NULL, sizeof(ocr_options), good, len);
     /* A caller built before the field existed: the library must not read past its struct. */
     report_backend("old_layout", "tensorflow", offsetof(ocr_options, backend), good, len);
+    report_backend("old_layout_timeout", "onnxruntime", offsetof(ocr_options, timeout_ms), good, len);
     free(good);
     return 0;
 }
@@ -299,6 +314,47 @@ static int cmd_document(int argc, char **argv)
     return 0;
 }
 
+/* "limit\tNAME\tCODE\tMESSAGE_OR_LINE_COUNT\tMILLISECONDS" for one recognition. */
+static void report_limit(const char *name, const ocr_options *o, ocr_mode mode, const unsigned char *data,
+                         size_t len)
+{
+    ocr_engine *e = NULL;
+    ocr_result *r = NULL;
+    struct timespec t0, t1;
+    int code = ocr_engine_new(o, &e);
+    char lines[32];
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (code == OCR_OK)
+        code = ocr_engine_recognize_with(e, data, len, mode, -1, -1.0f, &r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    snprintf(lines, sizeof lines, "%d", (int)ocr_result_line_count(r));
+    printf("limit\t%s\t%d\t%s\t%.0f\n", name, code, code == OCR_OK ? lines : ocr_last_error(),
+           (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    ocr_result_free(r);
+    ocr_engine_free(e);
+}
+
+static int cmd_limits(char **argv)
+{
+    size_t page_len, line_len;
+    unsigned char *page = read_file(argv[2], &page_len);
+    unsigned char *line = read_file(argv[3], &line_len);
+    ocr_options o;
+    ocr_options_init(&o);
+    o.backend = "onnxruntime";
+    o.timeout_ms = 1;
+    report_limit("timeout_1ms", &o, OCR_MODE_PAGE, page, page_len);
+    o.timeout_ms = 0;
+    report_limit("no_timeout", &o, OCR_MODE_PAGE, page, page_len);
+    ocr_options_init(&o);
+    o.backend = "onnxruntime";
+    o.mode = OCR_MODE_LINE;
+    report_limit("default_score_line", &o, OCR_MODE_LINE, line, line_len);
+    free(page);
+    free(line);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "static") == 0)
@@ -307,13 +363,15 @@ int main(int argc, char **argv)
         return cmd_inputs(argc, argv);
     if (argc >= 3 && strcmp(argv[1], "engine") == 0)
         return cmd_engine(argc, argv);
-    if (argc == 3 && strcmp(argv[1], "maps") == 0)
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "maps") == 0)
         return cmd_maps(argv);
     if (argc == 3 && strcmp(argv[1], "backends") == 0)
         return cmd_backends(argv);
     if ((argc == 3 || argc == 4) && strcmp(argv[1], "document") == 0)
         return cmd_document(argc, argv);
+    if (argc == 4 && strcmp(argv[1], "limits") == 0)
+        return cmd_limits(argv);
     fputs("usage: test_api static | inputs GOOD FILE... | engine GOOD [MODEL_DIR] | maps GOOD"
-          " | backends GOOD | document FILE [PAGES]\n", stderr);
+          " | backends GOOD | document FILE [PAGES] | limits PAGE LINE\n", stderr);
     return 2;
 }

@@ -6,7 +6,8 @@ Plain output is the recognised text of each file (a document's pages separated b
 ``--jsonl`` prints one JSON object per file: ``Result.to_dict()`` plus ``"file"`` and
 ``"backend"`` (the runtime, its version and precision), or ``{"file", "ok": false, "error":
 {...}}`` for a file that failed. Every file is processed; the exit status is 1 if any failed, 2
-for bad usage.
+for bad usage. An error's message is the same safe text every surface gives; its detail for the
+operator (a path, the runtime's words), when it has one, goes to stderr as one line.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import BACKENDS, DEFAULT_DPI, EngineConfig, RecognizeOptions
-from .errors import ErrorCode, OcrError
+from .config import BACKENDS, DEFAULT_DPI, DEFAULT_TIMEOUT_S, EngineConfig, RecognizeOptions
+from .errors import ErrorCode, OcrError, client_error
 from .formats import FORMATS, render
 
 
@@ -54,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pages", help="pages of a document to read, e.g. 1-3,7 or 5- (default: all)")
     parser.add_argument("--backend", choices=BACKENDS,
                         help="inference runtime (default: CRNNOCR_BACKEND, else auto: onnxruntime here)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="stop reading a file after this long, with a timeout error "
+                             f"(default: CRNNOCR_TIMEOUT_S, else {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
     args = parser.parse_args(argv)
     if args.jsonl and args.format != "text":
         parser.error("--jsonl and --format exclude each other")
@@ -65,13 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = True
         if args.jsonl:
             print(json.dumps({"file": name, **error.to_dict()}, ensure_ascii=False), flush=True)
+            if error.detail:
+                print(f"{name}: {error.log_line()}", file=sys.stderr, flush=True)
         else:
-            print(f"{name}: {error}", file=sys.stderr)
+            print(f"{name}: {error.log_line()}", file=sys.stderr, flush=True)
 
     try:
         from .engine import Engine
 
-        config = EngineConfig.from_env(pack=args.pack, backend=args.backend)
+        config = EngineConfig.from_env(pack=args.pack, backend=args.backend, timeout_s=args.timeout)
         options = RecognizeOptions(mode=args.mode, use_cls=args.cls, min_score=args.min_score, dpi=args.dpi,
                                    pages=args.pages)
         engine = Engine.load(config)
@@ -83,11 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.files:
         try:
             result = engine.recognize(_read(name, config.max_bytes), options)
-        except OcrError as exc:
-            emit_error(name, exc)
-            continue
         except Exception as exc:  # one bad file must not stop the others
-            emit_error(name, OcrError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
+            emit_error(name, client_error(exc))
             continue
         if args.jsonl:
             record: dict[str, Any] = {"file": name, **result.to_dict(words=args.words),

@@ -125,8 +125,9 @@ def loader(backend: str) -> ModelLoader:
     except ImportError as exc:
         raise OcrError(
             ErrorCode.MODEL_UNAVAILABLE,
-            f"the openvino backend cannot start ({exc}); install requirements.txt (`make setup`) "
+            "the openvino backend cannot start; install requirements.txt (`make setup`) "
             "or set CRNNOCR_BACKEND=onnxruntime",
+            f"import openvino: {exc}",
         ) from None
     return load_openvino
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from .backends import InferenceModel
+from .deadline import NO_DEADLINE, Deadline
 from .packs import ClsSpec
 
 BATCH = 8
@@ -32,10 +33,12 @@ class OrientationClassifier:
         tensor[:, :, :width] = ((resized / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)
         return tensor
 
-    def upside_down(self, crops: Sequence[np.ndarray]) -> list[bool]:
-        """For each crop, whether the model is confident it is rotated by 180°."""
+    def upside_down(self, crops: Sequence[np.ndarray], deadline: Deadline = NO_DEADLINE) -> list[bool]:
+        """For each crop, whether the model is confident it is rotated by 180°; ``deadline`` is
+        checked before each batch."""
         flags: list[bool] = []
         for start in range(0, len(crops), BATCH):
+            deadline.check("line orientation")
             batch = np.stack([self._prepare(c) for c in crops[start:start + BATCH]])
             probs = self._model.run(batch)
             flags.extend(

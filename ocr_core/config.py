@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -27,7 +28,14 @@ ENV_VARS: Mapping[str, str] = {
     "CRNNOCR_DET_MAX_SIDE": "det_max_side",
     "CRNNOCR_BACKEND": "backend",
     "CRNNOCR_MAX_PAGES": "max_pages",
+    "CRNNOCR_TIMEOUT_S": "timeout_s",
+    "CRNNOCR_MAX_REGIONS": "max_regions",
 }
+# Text regions the detector found on the eval sets' pages: at most 121 (a FUNSD form; receipts
+# 100, screenshots 76). The limit leaves eight times that; past it a page is refused before any
+# line is read, since reading costs ~10 ms a region on one core.
+DEFAULT_MAX_REGIONS = 1000
+DEFAULT_TIMEOUT_S = 20.0
 # Resolutions a PDF page may be rendered at; 200 dpi reads body text well with under half of 300 dpi's pixels.
 DEFAULT_DPI = 200
 MIN_DPI, MAX_DPI = 30, 1200
@@ -40,8 +48,13 @@ class EngineConfig:
     ``threads`` is the inference runtime's thread count per call; 0 means all the physical cores
     this process may run on (``process.available_cores``), right for one caller at a time.
     Processes or threads that run side by side want 1 each. ``backend`` is one of ``BACKENDS``.
-    ``max_pages`` bounds the pages of a document read in one call (``max_pixels`` bounds each
-    page, rendered or decoded).
+
+    The limits bound what one call may cost, whoever calls: ``max_bytes`` and ``max_pixels`` the
+    input (each page of a document, rendered or decoded), ``max_pages`` the pages of a document
+    read in one call, ``max_regions`` the text regions of a page (more: ``too_many_regions``, refused right
+    after detection), ``timeout_s`` the wall-clock time of a call (then ``timeout``; 0: none).
+    They are the operator's, not the caller's, which is why they live here and not in
+    ``RecognizeOptions``: a CGI client sets options, and must not be able to raise its own limits.
     """
 
     model_dir: Path = DEFAULT_MODEL_DIR
@@ -52,6 +65,8 @@ class EngineConfig:
     det_max_side: int = 960
     backend: str = "auto"
     max_pages: int = 50
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_regions: int = DEFAULT_MAX_REGIONS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -61,6 +76,10 @@ class EngineConfig:
             raise OcrError(ErrorCode.BAD_REQUEST, "max_bytes, max_pixels and max_pages must be positive")
         if not 32 <= self.det_max_side <= 8192:
             raise OcrError(ErrorCode.BAD_REQUEST, "det_max_side must be within 32..8192")
+        if not 0 <= self.timeout_s < math.inf:  # also rejects NaN
+            raise OcrError(ErrorCode.BAD_REQUEST, "timeout_s must be 0 (no limit) or a number of seconds")
+        if self.max_regions <= 0:
+            raise OcrError(ErrorCode.BAD_REQUEST, "max_regions must be positive")
         if self.backend not in BACKENDS:
             raise OcrError(
                 ErrorCode.BAD_REQUEST, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}"
@@ -76,11 +95,13 @@ class EngineConfig:
             raw = environ.get(var, "").strip()
             if not raw:
                 continue
-            if types[name] == "int":
+            if types[name] in ("int", "float"):
+                kind = int if types[name] == "int" else float
                 try:
-                    values[name] = int(raw)
+                    values[name] = kind(raw)
                 except ValueError:
-                    raise OcrError(ErrorCode.BAD_REQUEST, f"{var}={raw!r} is not an integer") from None
+                    noun = "an integer" if kind is int else "a number"
+                    raise OcrError(ErrorCode.BAD_REQUEST, f"{var}={raw!r} is not {noun}") from None
             else:
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})

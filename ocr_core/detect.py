@@ -8,6 +8,10 @@ scored by the mean probability inside it, and is expanded ("unclipped") by
 ``area * unclip_ratio / perimeter`` on every side. For a rectangle that expansion is exact: the
 offset polygon's minimum-area rectangle grows by the offset on each side, so no polygon
 clipping library is needed.
+
+Every connected region is looked at (an image has at most one per few pixels of the map, and
+the call's deadline is checked as they are), and a page with more regions worth reading than
+the engine's limit is refused as soon as the count passes it, before a line is cropped or read.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import cv2
 import numpy as np
 
 from .backends import InferenceModel
+from .deadline import NO_DEADLINE, Deadline
+from .errors import ErrorCode, OcrError
 from .packs import DetSpec
 
 Quad = np.ndarray  # float32 (4, 2), clockwise from top-left, in input-image pixels
@@ -29,7 +35,6 @@ class DetectorParams:
     box_threshold: float = 0.5
     unclip_ratio: float = 1.6
     min_side: float = 3.0
-    max_candidates: int = 1000
 
 
 def order_quad(points: np.ndarray) -> Quad:
@@ -84,22 +89,28 @@ class Detector:
             tensor[0, :, :rh, rw:] = edge[:, None, None]
         return tensor, scale
 
-    def detect(self, bgr: np.ndarray, max_side: int) -> list[tuple[Quad, float]]:
-        """Quadrilaterals (in ``bgr``'s pixels) with their scores, in no particular order."""
+    def detect(self, bgr: np.ndarray, max_side: int, *, max_regions: int,
+               deadline: Deadline = NO_DEADLINE) -> list[tuple[Quad, float]]:
+        """Quadrilaterals (in ``bgr``'s pixels) with their scores, in no particular order.
+
+        Raises OcrError(too_many_regions) once more than ``max_regions`` are found, and
+        OcrError(timeout) when ``deadline`` passes.
+        """
         h, w = bgr.shape[:2]
         tensor, scale = self._prepare(bgr, max_side)
         prob = self._model.run(tensor)[0, 0]
         rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
         prob = prob[:rh, :rw]
-        return [(quad / scale, score) for quad, score in self._boxes(prob)]
+        return [(quad / scale, score) for quad, score in self._boxes(prob, max_regions, deadline)]
 
-    def _boxes(self, prob: np.ndarray) -> list[tuple[Quad, float]]:
+    def _boxes(self, prob: np.ndarray, max_regions: int, deadline: Deadline) -> list[tuple[Quad, float]]:
         p = self._params
         mask = (prob > p.threshold).astype(np.uint8)
         contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         h, w = prob.shape
-        found = []
-        for contour in contours[: p.max_candidates]:
+        found: list[tuple[Quad, float]] = []
+        for contour in contours:
+            deadline.check("text detection")
             rect = cv2.minAreaRect(contour)
             if min(rect[1]) < p.min_side:
                 continue
@@ -115,6 +126,11 @@ class Detector:
             quad[:, 0] = np.clip(quad[:, 0], 0, w)
             quad[:, 1] = np.clip(quad[:, 1], 0, h)
             found.append((quad, score))
+            if len(found) > max_regions:
+                raise OcrError(
+                    ErrorCode.TOO_MANY_REGIONS,
+                    f"the page has more than {max_regions} text regions, the limit for one page",
+                )
         return found
 
     @staticmethod

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from . import __version__
 from .backends import RuntimeInfo, loader, resolve
 from .classify import OrientationClassifier
 from .config import EngineConfig, RecognizeOptions
+from .deadline import Deadline
 from .detect import Detector
 from .errors import ErrorCode, OcrError
 from .image import MAX_SIDE, decode_image, load_decoders
@@ -32,6 +33,9 @@ from .reading_order import arrange
 from .recognize import Recognizer, load_charset
 from .result import DocumentResult, OcrResult, Page, TextLine, Timings
 from .words import place_words
+
+if TYPE_CHECKING:
+    from .handover import HandoverEngine
 
 T = TypeVar("T")
 
@@ -53,17 +57,18 @@ class _Once(Generic[T]):
                 value = self._value
         return value
 
+    @property
+    def built(self) -> bool:
+        return self._value is not None
+
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def _check_deadline(deadline: float | None, done: int, total: int) -> None:
-    """Between two pages of a document: stop with OcrError(timeout) once ``deadline`` (a
-    ``time.monotonic()`` instant) has passed."""
-    if deadline is not None and time.monotonic() > deadline:
-        raise OcrError(ErrorCode.TIMEOUT,
-                       f"the time limit passed after {done} of {total} pages; select fewer")
+def _check_between_pages(deadline: Deadline, done: int, total: int) -> None:
+    """After page ``done`` of ``total``: stop with OcrError(timeout) once the deadline has passed."""
+    deadline.check(f"a document, after {done} of {total} pages (select fewer pages)")
 
 
 class Engine:
@@ -118,6 +123,13 @@ class Engine:
         model = self._load_model(self.config.model_dir, self.spec, "cls", self.config.threads)
         return OrientationClassifier(model, self.spec.cls)
 
+    def load_stages_like(self, other: Engine) -> None:
+        """Load now the stages that are loaded on first use and that ``other`` has loaded."""
+        if other._detector.built:
+            self._detector.get()
+        if other._classifier.built:
+            self._classifier.get()
+
     def info(self) -> dict[str, Any]:
         """What a health check reports: versions, the pack, the runtime that runs it, the limits."""
         return {
@@ -131,20 +143,26 @@ class Engine:
                 "max_side": MAX_SIDE,
                 "det_max_side": self.config.det_max_side,
                 "max_pages": self.config.max_pages,
+                "max_regions": self.config.max_regions,
+                "timeout_s": self.config.timeout_s,
             },
         }
 
     def recognize(
-        self, data: bytes, options: RecognizeOptions | None = None, *, deadline: float | None = None
+        self, data: bytes, options: RecognizeOptions | None = None, *, deadline: Deadline | None = None
     ) -> OcrResult | DocumentResult:
         """Recognise the text in an encoded image (an ``OcrResult``) or document (a PDF or a
         multi-page TIFF: a ``DocumentResult``, read page by page).
 
-        ``deadline`` (a ``time.monotonic()`` instant) stops a document between two pages with
-        OcrError(timeout). Raises OcrError for bad input (see ``ocr_core.image.decode_image``,
-        ``ocr_core.pages``) and for a pack that lacks a stage the options ask for.
+        The call stops with OcrError(timeout) at ``deadline``: by default ``config.timeout_s``
+        from now; a gateway passes its own, started when the request arrived. A document is
+        checked between its pages too. Raises OcrError for bad input (see
+        ``ocr_core.image.decode_image``, ``ocr_core.pages``), for a page with more than
+        ``config.max_regions`` text regions (too_many_regions) and for a pack that lacks a stage
+        the options ask for.
         """
         options = options or RecognizeOptions()
+        deadline = deadline or Deadline.start(self.config.timeout_s)
         started = time.perf_counter()
         data = bytes(data)
         selection = PageSelection.parse(options.pages) if options.pages is not None else None
@@ -156,7 +174,8 @@ class Engine:
                 selection.resolve(1)  # an image is page 1 of 1
             image = decode_image(data, max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels)
             decode_ms = _ms(started)
-            lines, stages = self._read_page(image.bgr, options)
+            deadline.check("decoding")
+            lines, stages = self._read_page(image.bgr, options, deadline)
             timings = Timings(decode_ms, *stages, _ms(started))
             return OcrResult(lines, image.width, image.height, self.pack, timings)
         with closing(source):
@@ -166,20 +185,20 @@ class Engine:
             step = time.perf_counter()
             for number, bgr in source.render(numbers):
                 decode_ms += _ms(step)
-                lines, stages = self._read_page(bgr, options)
+                lines, stages = self._read_page(bgr, options, deadline)
                 pages.append(Page(number, bgr.shape[1], bgr.shape[0], lines))
                 del bgr  # the next page is decoded while nothing holds this one
                 spent = [a + b for a, b in zip(spent, stages, strict=True)]
                 if len(pages) < len(numbers):
-                    _check_deadline(deadline, len(pages), len(numbers))
+                    _check_between_pages(deadline, len(pages), len(numbers))
                 step = time.perf_counter()
         return DocumentResult(
             pages=tuple(pages), format=source.format, page_count=source.page_count, dpi=source.dpi,
             model=self.pack, timings=Timings(decode_ms, *spent, _ms(started)),
         )
 
-    def _read_page(self, bgr: np.ndarray,
-                   options: RecognizeOptions) -> tuple[tuple[TextLine, ...], list[float]]:
+    def _read_page(self, bgr: np.ndarray, options: RecognizeOptions,
+                   deadline: Deadline) -> tuple[tuple[TextLine, ...], list[float]]:
         """The lines of one page in reading order, and the milliseconds of detect, classify and
         recognise."""
         h, w = bgr.shape[:2]
@@ -191,7 +210,10 @@ class Engine:
         else:
             step = time.perf_counter()
             margin = detection_margin(h, w)
-            found = self._detector.get().detect(add_margin(bgr, margin), self.config.det_max_side)
+            found = self._detector.get().detect(
+                add_margin(bgr, margin), self.config.det_max_side,
+                max_regions=self.config.max_regions, deadline=deadline,
+            )
             quads = []
             for quad, _score in found:
                 quad = quad - margin
@@ -201,12 +223,13 @@ class Engine:
             frames = [crop_frame(q) for q in quads]
             crops = [frame.warp(bgr) for frame in frames]
             detect_ms = _ms(step)
+            deadline.check("text detection")
 
         classify_ms = 0.0
         flags = [False] * len(crops)
         if options.use_cls and crops:
             step = time.perf_counter()
-            flags = self._classifier.get().upside_down(crops)
+            flags = self._classifier.get().upside_down(crops, deadline)
             crops = [
                 np.ascontiguousarray(c[::-1, ::-1]) if flipped else c
                 for c, flipped in zip(crops, flags, strict=True)
@@ -214,7 +237,7 @@ class Engine:
             classify_ms = _ms(step)
 
         step = time.perf_counter()
-        readings = self._recognizer.recognize(crops) if crops else []
+        readings = self._recognizer.recognize(crops, deadline) if crops else []
         recognize_ms = _ms(step)
 
         kept = [k for k, reading in enumerate(readings)
@@ -230,15 +253,21 @@ class Engine:
         return tuple(lines), [detect_ms, classify_ms, recognize_ms]
 
 
-_cached: tuple[EngineConfig, Engine] | None = None
+_cached: tuple[EngineConfig, Engine | HandoverEngine] | None = None
 _cache_lock = threading.Lock()
 
 
-def get_engine(config: EngineConfig | None = None) -> Engine:
-    """The process's one cached engine, (re)built when asked for a different configuration."""
+def get_engine(config: EngineConfig | None = None) -> Engine | HandoverEngine:
+    """The process's one cached engine, (re)built when asked for a different configuration.
+
+    In a long-lived host whose ``auto`` takes OpenVINO it starts on ONNX Runtime and hands over
+    after its first call (``ocr_core.handover``).
+    """
+    from .handover import load_for_host
+
     global _cached
     config = config or EngineConfig.from_env()
     with _cache_lock:
         if _cached is None or _cached[0] != config:
-            _cached = (config, Engine.load(config))
+            _cached = (config, load_for_host(config))
         return _cached[1]

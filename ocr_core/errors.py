@@ -55,16 +55,45 @@ class ErrorCode(enum.StrEnum):
 
 
 class OcrError(Exception):
-    """The one exception type the core raises on purpose; ``code`` says which failure."""
+    """The one exception type the core raises on purpose; ``code`` says which failure.
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    ``message`` is for whoever sent the input: it says what happened in the caller's terms and
+    never shows the inside (no file paths, memory addresses or runtime source locations), so every
+    surface may hand it to a client as it is. ``detail``, when there is one, is for the operator:
+    the path, the runtime's own words; adapters write it to their log, never to a client.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, detail: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.detail = detail
 
     def __str__(self) -> str:
         return f"{self.code.value}: {self.message}"
 
+    def log_line(self) -> str:
+        """One line for an operator's log: code, message and detail, newlines folded."""
+        text = f"{self}" + (f" [{self.detail}]" if self.detail else "")
+        return " ".join(text.split())
+
     def to_dict(self) -> dict[str, Any]:
         """The error object documented for the CGI: ``{"ok": false, "error": {...}}``."""
         return {"ok": False, "error": {"code": self.code.value, "message": self.message}}
+
+
+def client_error(exc: BaseException) -> OcrError:
+    """Any exception as the OcrError a client may be shown: the one place that decides it.
+
+    An OcrError is already safe (see its docstring) and passes as it is. Anything else is a bug or
+    a fault of the machine, whose text may hold paths, addresses or a runtime's source locations:
+    the client gets a fixed message, and the exception's type and text become the detail for the
+    operator's log."""
+    if isinstance(exc, OcrError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return OcrError(ErrorCode.INTERNAL, "out of memory", "MemoryError")
+    return OcrError(
+        ErrorCode.INTERNAL, "internal error; the detail is in the operator's log",
+        f"{type(exc).__name__}: {exc}",
+    )

@@ -46,7 +46,9 @@ def verify_pack(model_dir: Path, spec: PackSpec) -> None:
         if _sha256(path) != file.sha256:
             raise OcrError(
                 ErrorCode.MODEL_UNAVAILABLE,
-                f"model file {path} fails its sha256 check; {FIX_HINT.format(pack=spec.name)}",
+                f"model file {path.name} of pack {spec.name!r} fails its sha256 check; "
+                f"{FIX_HINT.format(pack=spec.name)}",
+                str(path),
             )
 
 
@@ -135,7 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 verify_pack(args.model_dir, spec)
                 print(f"{name}: ok")
-        except (OcrError, subprocess.CalledProcessError) as exc:
+        except OcrError as exc:  # the operator runs this: the detail (a path) belongs in the line
+            print(f"{name}: {exc.log_line()}", file=sys.stderr)
+            status = 1
+        except subprocess.CalledProcessError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             status = 1
     return status

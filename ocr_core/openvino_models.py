@@ -7,9 +7,11 @@ Cache. ``make models`` (and the deploy step) compile each model of the pack once
 JSON beside it (a compiled model keeps none, and the recogniser's charset is there). Importing
 a blob takes ~60 ms against ~160 ms to compile from ONNX. For bf16 the weights are stored as
 f16 (``compress_to_fp16``), halving the blob and the weights held in memory: peak RSS on the
-largest sroie receipt 371 -> 287 MiB; bf16 arithmetic rounds them further anyway. A missing or
-damaged blob is rebuilt at load when the directory is writable, atomically as the ONNX Runtime
-cache is; a model that cannot be compiled at all is ``model_unavailable``.
+largest sroie receipt 371 -> 287 MiB; bf16 arithmetic rounds them further anyway. Each entry is
+stamped with its checksums (``ocr_core.integrity``) and checked against them before it is
+imported; a missing or damaged entry is rebuilt at load from the verified source model when the
+directory is writable, atomically as the ONNX Runtime cache is, else the source is compiled in
+memory; a model that cannot be compiled at all is ``model_unavailable``.
 
 Settings, each measured on the 2-core test machine (see the README's performance notes):
 
@@ -48,8 +50,16 @@ import numpy as np
 import openvino as ov
 
 from .backends import OPENVINO, RuntimeInfo
-from .errors import ErrorCode, OcrError
-from .packs import FIX_HINT, PackSpec, compiled_model_path, metadata_path
+from .errors import OcrError
+from .integrity import (
+    STAGING_PREFIX,
+    CacheState,
+    remove_abandoned_staging,
+    verify_cache,
+    verify_model_file,
+    write_stamp,
+)
+from .packs import PackSpec, compiled_model_path, metadata_path, unloadable
 from .process import ONE_SHOT, WORKER, available_cores, process_kind
 
 VERSION = ov.__version__.split("-", 1)[0]  # "2026.4.1-22982-<hash>-releases/2026/4" -> "2026.4.1"
@@ -100,10 +110,12 @@ def _compile(source: Path, staging: Path, config: Properties) -> tuple[ov.Compil
 
 
 def _write_cache(source: Path, blob: Path, metadata: Path) -> None:
-    """Compile, then move the metadata and the compiled model into place, metadata first: a
-    reader that finds the model finds its metadata too. Concurrent writers each stage their own."""
+    """Compile, then move the metadata and the compiled model into place, metadata first, and
+    stamp them: a reader that finds the stamp finds what it describes. Concurrent writers each
+    stage their own."""
     blob.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=blob.parent, prefix=".writing-") as tmp:
+    remove_abandoned_staging(blob.parent)
+    with tempfile.TemporaryDirectory(dir=blob.parent, prefix=STAGING_PREFIX) as tmp:
         staging = Path(tmp)
         compiled, meta = _compile(source, staging, {"INFERENCE_PRECISION_HINT": precision()})
         staged_meta, staged_blob = staging / metadata.name, staging / blob.name
@@ -112,6 +124,7 @@ def _write_cache(source: Path, blob: Path, metadata: Path) -> None:
         for staged, final in ((staged_meta, metadata), (staged_blob, blob)):
             staged.chmod(0o644)
             os.replace(staged, final)
+    write_stamp((blob, metadata))
 
 
 def _cache_paths(model_dir: Path, spec: PackSpec, role: str) -> tuple[Path, Path]:
@@ -120,12 +133,14 @@ def _cache_paths(model_dir: Path, spec: PackSpec, role: str) -> tuple[Path, Path
 
 
 def build_compiled_cache(model_dir: Path, spec: PackSpec) -> None:
-    """Write the compiled model of every model in the pack that has none yet, for this CPU."""
+    """Write the compiled model of every model in the pack that has none, or a damaged one, for
+    this CPU; every entry's checksums are verified (``make models``, the deploy step)."""
     for role in spec.files:
         if role == "charset":
             continue
         blob, metadata = _cache_paths(model_dir, spec, role)
-        if not (blob.exists() and metadata.exists()):
+        if verify_cache((blob, metadata), always_hash=True).state is not CacheState.OK:
+            verify_model_file(model_dir, spec, role)
             _write_cache(spec.path(model_dir, role), blob, metadata)
 
 
@@ -146,13 +161,18 @@ def _import(blob: Path, metadata: Path, config: Properties) -> tuple[ov.Compiled
     return _core().import_model(blob.read_bytes(), "CPU", config), meta
 
 
-def _load(source: Path, blob: Path, metadata: Path, config: Properties) -> tuple[ov.CompiledModel, Metadata]:
-    """From the cache; a missing or damaged cache is rebuilt, or bypassed when it cannot be written."""
-    if blob.exists() and metadata.exists():
+def _load(model_dir: Path, spec: PackSpec, role: str,
+          config: Properties) -> tuple[ov.CompiledModel, Metadata]:
+    """From the cache once it checks out; a missing or damaged cache is rebuilt from the verified
+    source model, or bypassed when it cannot be written."""
+    source = spec.path(model_dir, role)
+    blob, metadata = _cache_paths(model_dir, spec, role)
+    if verify_cache((blob, metadata), always_hash=process_kind() != ONE_SHOT).state is CacheState.OK:
         try:
             return _import(blob, metadata, config)
         except (RuntimeError, OSError, ValueError):
-            pass  # a damaged cache file: rebuilt below
+            pass  # stamped, yet OpenVINO refuses it (e.g. written for another CPU): rebuilt below
+    verify_model_file(model_dir, spec, role)
     if os.access(source.parent, os.W_OK):
         try:
             _write_cache(source, blob, metadata)
@@ -217,13 +237,11 @@ class OpenVinoModel:
 
 def load_model(model_dir: Path, spec: PackSpec, role: str, threads: int, *, keep_working_memory: bool = True
                ) -> OpenVinoModel:
-    """One model of the pack on OpenVINO's CPU plugin, from the compiled cache when present."""
-    source = spec.path(model_dir, role)
+    """One model of the pack on OpenVINO's CPU plugin, from the compiled cache when it checks out."""
     try:
-        blob, metadata = _cache_paths(model_dir, spec, role)
-        compiled, meta = _load(source, blob, metadata, _runtime_config(threads))
+        compiled, meta = _load(model_dir, spec, role, _runtime_config(threads))
         return OpenVinoModel(compiled, meta, keep_working_memory)
+    except OcrError:
+        raise
     except Exception as exc:  # openvino raises RuntimeError and its own types for unreadable models
-        raise OcrError(
-            ErrorCode.MODEL_UNAVAILABLE, f"cannot load {source}: {exc}; {FIX_HINT.format(pack=spec.name)}"
-        ) from None
+        raise unloadable(spec, role, f"OpenVINO on {spec.path(model_dir, role)}: {exc}") from None

@@ -10,6 +10,7 @@ them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from .errors import ErrorCode, OcrError
 
 MANIFEST_NAME = "manifest.json"
 ROLES = ("det", "rec", "cls", "charset")
+ROLE_NAMES = {"det": "text detector", "rec": "recogniser", "cls": "orientation classifier",
+              "charset": "charset"}
 FIX_HINT = "run `make models PACK={pack}` in the crnnocr checkout"
 
 
@@ -81,56 +84,143 @@ class PackSpec:
         return model_dir / self.name / self.files[role].filename
 
 
-def _parse_pack(name: str, raw: Mapping[str, Any]) -> PackSpec:
+_REQUIRED = object()  # a manifest field with no default
+
+
+class _Invalid(ValueError):
+    """A manifest field of the wrong type or out of range; the message names the field."""
+
+
+class _Fields:
+    """Typed reads of one JSON object of the manifest; ``where`` names it in error messages."""
+
+    def __init__(self, raw: object, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise _Invalid(f"{where} must be an object")
+        self._raw, self._where = raw, where
+
+    def _get(self, key: str, default: object) -> object:
+        if key not in self._raw:
+            if default is _REQUIRED:
+                raise _Invalid(f"{self._where}.{key} is missing")
+            return default
+        return self._raw[key]
+
+    def obj(self, key: str) -> _Fields:
+        return _Fields(self._get(key, _REQUIRED), f"{self._where}.{key}")
+
+    def keys(self) -> list[str]:
+        return list(self._raw)
+
+    def text(self, key: str, default: object = _REQUIRED) -> Any:
+        value = self._get(key, default)
+        if value is not default and not isinstance(value, str):
+            raise _Invalid(f"{self._where}.{key} must be a string")
+        return value
+
+    def integer(self, key: str, default: object = _REQUIRED, low: int = 0, high: int = 2**62) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _Invalid(f"{self._where}.{key} must be an integer within {low}..{high}")
+        return value
+
+    def number(self, key: str, default: object = _REQUIRED) -> float:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise _Invalid(f"{self._where}.{key} must be a number")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise _Invalid(f"{self._where}.{key} must be true or false")
+        return value
+
+    def numbers(self, key: str, count: int) -> tuple[float, ...]:
+        values = self._get(key, _REQUIRED)
+        if not isinstance(values, list) or len(values) != count or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        ):
+            raise _Invalid(f"{self._where}.{key} must be a list of {count} numbers")
+        return tuple(float(v) for v in values)
+
+
+def _parse_pack(name: str, raw: object) -> PackSpec:
+    """One pack's entry, every field checked for its type and range."""
     try:
-        files = {
-            role: FileSpec(role, spec["member"], int(spec["size"]), spec["sha256"].lower())
-            for role, spec in raw["files"].items()
-        }
-        unknown = set(files) - set(ROLES)
-        if unknown or "rec" not in files:
-            raise ValueError(f"roles must be among {ROLES} and include rec, got {sorted(files)}")
-        rec_raw = raw["rec"]
-        charset = rec_raw["charset"]
+        pack = _Fields(raw, f"packs.{name}")
+        listed = pack.obj("files")
+        files = {}
+        for role in listed.keys():
+            entry = listed.obj(role)
+            sha256 = entry.text("sha256").lower()
+            if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
+                raise _Invalid(f"packs.{name}.files.{role}.sha256 must be 64 hex digits")
+            files[role] = FileSpec(role, entry.text("member"), entry.integer("size", low=1), sha256)
+        if set(files) - set(ROLES) or "rec" not in files:
+            raise _Invalid(f"packs.{name}.files: roles must be among {', '.join(ROLES)} and include rec")
+        rec_raw = pack.obj("rec")
+        charset = rec_raw.obj("charset")
         rec = RecSpec(
-            channels=int(rec_raw["channels"]),
-            height=int(rec_raw["height"]),
-            mean=float(rec_raw.get("mean", 0.5)),
-            std=float(rec_raw.get("std", 0.5)),
-            charset_key=charset.get("metadata_key"),
-            append_space=bool(rec_raw.get("append_space", False)),
-            min_width=int(rec_raw.get("min_width", 96)),
+            channels=rec_raw.integer("channels", low=1, high=3),
+            height=rec_raw.integer("height", low=8, high=256),
+            mean=rec_raw.number("mean", 0.5),
+            std=rec_raw.number("std", 0.5),
+            charset_key=charset.text("metadata_key", None),
+            append_space=rec_raw.flag("append_space", False),
+            min_width=rec_raw.integer("min_width", 96, low=1, high=4096),
         )
-        if rec.channels not in (1, 3) or not 8 <= rec.height <= 256:
-            raise ValueError("rec.channels must be 1 or 3 and rec.height within 8..256")
+        if rec.channels == 2 or rec.std == 0:
+            raise _Invalid(f"packs.{name}.rec: channels must be 1 or 3 and std not 0")
         if rec.charset_key is None and "charset" not in files:
-            raise ValueError("rec.charset needs a metadata_key or a charset file")
-        det = DetSpec(tuple(raw["det"]["mean"]), tuple(raw["det"]["std"])) if "det" in files else None
+            raise _Invalid(f"packs.{name}.rec.charset needs a metadata_key or a charset file")
+        det = None
+        if "det" in files:
+            det_raw = pack.obj("det")
+            det = DetSpec(det_raw.numbers("mean", 3), det_raw.numbers("std", 3))  # type: ignore[arg-type]
+            if 0 in det.std:
+                raise _Invalid(f"packs.{name}.det.std must not hold 0")
         cls = None
         if "cls" in files:
-            cls = ClsSpec(int(raw["cls"]["height"]), int(raw["cls"]["width"]), tuple(raw["cls"]["labels"]))
-        return PackSpec(name, raw.get("wheel"), files, det, rec, cls)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise OcrError(
-            ErrorCode.MODEL_UNAVAILABLE, f"manifest entry for pack {name!r} is invalid: {exc}"
-        ) from None
+            cls_raw = pack.obj("cls")
+            labels = tuple(int(v) for v in cls_raw.numbers("labels", 2))
+            if sorted(labels) != [0, 180]:
+                raise _Invalid(f"packs.{name}.cls.labels must be 0 and 180")
+            cls = ClsSpec(cls_raw.integer("height", low=8, high=256),
+                          cls_raw.integer("width", low=8, high=4096), labels)
+        return PackSpec(name, pack.text("wheel", None), files, det, rec, cls)
+    except _Invalid as exc:
+        raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"the model manifest is invalid: {exc}") from None
 
 
 def load_manifest(model_dir: Path) -> dict[str, PackSpec]:
-    """All packs the manifest in ``model_dir`` describes, installed or not."""
+    """All packs the manifest in ``model_dir`` describes, installed or not.
+
+    Raises OcrError(model_unavailable) when the manifest is missing, not JSON, or has a field
+    of the wrong type: the message says which field, the detail where the file is."""
     path = model_dir / MANIFEST_NAME
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        packs = raw["packs"]
     except FileNotFoundError:
         raise OcrError(
             ErrorCode.MODEL_UNAVAILABLE,
-            f"no {MANIFEST_NAME} in model directory {model_dir}; set CRNNOCR_MODEL_DIR to the "
+            f"there is no {MANIFEST_NAME} in the model directory; set CRNNOCR_MODEL_DIR to the "
             "directory `make models` filled",
+            str(path),
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"cannot read {path}: {exc}") from None
-    return {name: _parse_pack(name, spec) for name, spec in packs.items()}
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise OcrError(
+            ErrorCode.MODEL_UNAVAILABLE, f"the model manifest cannot be read as JSON ({type(exc).__name__})",
+            f"{path}: {exc}",
+        ) from None
+    packs = raw.get("packs") if isinstance(raw, dict) else None
+    if not isinstance(packs, dict):
+        raise OcrError(ErrorCode.MODEL_UNAVAILABLE, "the model manifest is invalid: packs must be an object",
+                       str(path))
+    try:
+        return {name: _parse_pack(name, spec) for name, spec in packs.items()}
+    except OcrError as exc:
+        raise OcrError(exc.code, exc.message, str(path)) from None
 
 
 def pack_spec(model_dir: Path, pack: str) -> PackSpec:
@@ -143,6 +233,16 @@ def pack_spec(model_dir: Path, pack: str) -> PackSpec:
     return packs[pack]
 
 
+def unloadable(spec: PackSpec, role: str, detail: str) -> OcrError:
+    """model_unavailable for a model of the pack that its runtime refused to load; ``detail`` (the
+    path and the runtime's own words) is for the operator's log."""
+    return OcrError(
+        ErrorCode.MODEL_UNAVAILABLE,
+        f"the {ROLE_NAMES[role]} of pack {spec.name!r} cannot be loaded; {FIX_HINT.format(pack=spec.name)}",
+        detail,
+    )
+
+
 def check_installed(model_dir: Path, spec: PackSpec, roles: Sequence[str] | None = None) -> None:
     """Cheap check that the pack's files are present and of the right size (no hashing)."""
     for role in roles or spec.files:
@@ -152,13 +252,15 @@ def check_installed(model_dir: Path, spec: PackSpec, roles: Sequence[str] | None
         except OSError:
             raise OcrError(
                 ErrorCode.MODEL_UNAVAILABLE,
-                f"model file {path} is missing; {FIX_HINT.format(pack=spec.name)}",
+                f"model file {path.name} of pack {spec.name!r} is missing; {FIX_HINT.format(pack=spec.name)}",
+                str(path),
             ) from None
         if size != spec.files[role].size:
             raise OcrError(
                 ErrorCode.MODEL_UNAVAILABLE,
-                f"model file {path} is corrupt (size {size}, expected {spec.files[role].size}); "
-                f"{FIX_HINT.format(pack=spec.name)}",
+                f"model file {path.name} of pack {spec.name!r} is corrupt (size {size}, expected "
+                f"{spec.files[role].size}); {FIX_HINT.format(pack=spec.name)}",
+                str(path),
             )
 
 

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .backends import InferenceModel
+from .deadline import NO_DEADLINE, Deadline
 from .errors import ErrorCode, OcrError
 from .packs import PackSpec
 
@@ -52,7 +53,8 @@ def load_charset(model: InferenceModel, spec: PackSpec, model_dir: Path) -> tupl
         try:
             chars = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"cannot read charset {path}: {exc}") from None
+            raise OcrError(ErrorCode.MODEL_UNAVAILABLE, f"the charset of pack {spec.name!r} cannot be read",
+                           f"{path}: {exc}") from None
     labels = ("", *chars, *((" ",) if rec.append_space else ()))
     classes = model.output_dim
     if classes is not None and classes != len(labels):
@@ -133,8 +135,10 @@ class Recognizer:
         x1 = np.minimum(ends * step_px, crop_width)
         return Reading(text, float(char_probs.mean()), char_probs, x0, x1)
 
-    def recognize(self, crops: Sequence[np.ndarray]) -> list[Reading]:
-        """The reading of each crop (BGR or gray uint8), in the order given."""
+    def recognize(self, crops: Sequence[np.ndarray], deadline: Deadline = NO_DEADLINE) -> list[Reading]:
+        """The reading of each crop (BGR or gray uint8), in the order given.
+
+        ``deadline`` is checked before each batch (OcrError(timeout) once it has passed)."""
         widths = [self._target_width(c) for c in crops]
         order = sorted(range(len(crops)), key=widths.__getitem__)
         results: list[Reading] = [_NOTHING] * len(crops)
@@ -145,6 +149,7 @@ class Recognizer:
                     self._spec.height <= MAX_BATCH_PIXELS:
                 end += 1
             chunk = order[start:end]
+            deadline.check("line recognition")
             decoded = self._run_batch([crops[i] for i in chunk], [widths[i] for i in chunk])
             for i, result in zip(chunk, decoded, strict=True):
                 results[i] = result

@@ -7,12 +7,12 @@ the OCR stack; only a POST that carries an acceptable body reaches ``ocr_core.en
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 
 from ocr_core.config import EngineConfig
-from ocr_core.errors import ErrorCode, OcrError
+from ocr_core.deadline import Deadline
+from ocr_core.errors import ErrorCode, OcrError, client_error
 
 from .response import Header, Response, error_response, json_response, text_response
 from .settings import CgiSettings, max_body_bytes
@@ -38,15 +38,19 @@ def cors_headers(environ: Mapping[str, str], settings: CgiSettings) -> tuple[Hea
     return (*allow, ("Vary", "Origin"))
 
 
-def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSettings) -> Response:
-    """Dispatch on the method; map OcrError to its status and anything else to 500 ``internal``."""
+def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSettings,
+            deadline: Deadline | None = None) -> Response:
+    """Dispatch on the method; map OcrError to its status and anything else to 500 ``internal``.
+
+    ``deadline``, started when the request arrived, bounds the recognition (default: the engine's
+    ``timeout_s`` from when it starts)."""
     cors = cors_headers(environ, settings)
     try:
         method = environ.get("REQUEST_METHOD", "").upper()
         if method in ("GET", "HEAD"):
             response = health(settings)
         elif method == "POST":
-            response = recognise(environ, read_body, settings)
+            response = recognise(environ, read_body, deadline)
         elif method == "OPTIONS":
             response = preflight(cors)
         else:
@@ -54,13 +58,11 @@ def respond(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSett
                 OcrError(ErrorCode.METHOD_NOT_ALLOWED, f"method {method or '(none)'} is not allowed"),
                 ("Allow", ALLOWED_METHODS),
             )
-    except OcrError as exc:
-        if exc.code.http_status >= 500:  # the server's problem, not the client's: tell the operator
-            log(f"{exc.code.value}: {exc.message}")
-        response = error_response(exc)
-    except Exception as exc:  # a bug: log one line, never show a traceback to the client
-        log(f"internal error: {type(exc).__name__}: {exc}")
-        response = error_response(OcrError(ErrorCode.INTERNAL, "internal error; see the server's error log"))
+    except Exception as exc:  # the client gets the safe message; the server's problems go to the log
+        error = client_error(exc)
+        if error.code.http_status >= 500 or error.detail:
+            log(error.log_line())
+        response = error_response(error)
     return response.with_headers(*cors)
 
 
@@ -84,12 +86,14 @@ def preflight(cors: tuple[Header, ...]) -> Response:
 
 
 def health(settings: CgiSettings) -> Response:
-    """Version, default pack, installed packs and limits, without loading any model."""
+    """Version, default pack, installed packs, the state of its models and limits, without
+    loading any model (``ocr_core.integrity.check_pack``)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from ocr_core import __version__
     from ocr_core.backends import plan
-    from ocr_core.packs import installed_packs
+    from ocr_core.integrity import check_pack
+    from ocr_core.packs import installed_packs, pack_spec
 
     config = engine_config()
     packs = installed_packs(config.model_dir)
@@ -98,6 +102,8 @@ def health(settings: CgiSettings) -> Response:
             ErrorCode.MODEL_UNAVAILABLE,
             f"model pack {config.pack!r} is not installed (installed: {', '.join(packs) or 'none'})",
         )
+    runtime = plan(config.backend)
+    models = check_pack(config.model_dir, pack_spec(config.model_dir, config.pack), runtime)
     try:
         onnxruntime = version("onnxruntime")
     except PackageNotFoundError:
@@ -108,21 +114,23 @@ def health(settings: CgiSettings) -> Response:
         "model": config.pack,
         "packs_installed": packs,
         "onnxruntime": onnxruntime,
-        "backend": plan(config.backend).to_dict(),
+        "backend": runtime.to_dict(),
+        "models": models,
         "limits": {
             "max_bytes": config.max_bytes,
             "max_pixels": config.max_pixels,
             "det_max_side": config.det_max_side,
             "max_pages": config.max_pages,
+            "max_regions": config.max_regions,
             "timeout_s": settings.timeout_s,
         },
     })
 
 
-def recognise(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSettings) -> Response:
+def recognise(environ: Mapping[str, str], read_body: BodyReader,
+              deadline: Deadline | None = None) -> Response:
     """Check the length before reading, read exactly CONTENT_LENGTH bytes, unwrap, recognise, and
-    answer in the format asked for. A document stops between pages once the time limit passes."""
-    started = time.monotonic()
+    answer in the format asked for."""
     config = engine_config()
     raw_length = environ.get("CONTENT_LENGTH", "").strip()
     if not raw_length:
@@ -152,7 +160,6 @@ def recognise(environ: Mapping[str, str], read_body: BodyReader, settings: CgiSe
             )
         config = engine_config(pack=query.pack)
     engine = get_engine(config)
-    deadline = started + settings.timeout_s if settings.timeout_s else None
     result = engine.recognize(image, query.options, deadline=deadline)
     if query.format == "json":
         return json_response(HTTPStatus.OK, result.to_dict(words=query.words))

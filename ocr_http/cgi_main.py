@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping
 from typing import NoReturn
 
+from ocr_core.deadline import Deadline
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.process import configure_process
 
@@ -100,6 +102,7 @@ def _arm_watchdog(seconds: float, output: OneShotOutput, response: Response, hea
 
 
 def main() -> NoReturn:
+    arrived = time.monotonic()
     # httpoxy: a client's "Proxy:" header arrives as HTTP_PROXY; nothing here may ever use it.
     os.environ.pop("HTTP_PROXY", None)
     # Web servers run many CGI processes side by side, each for one request.
@@ -114,7 +117,10 @@ def main() -> NoReturn:
             timeout = OcrError(ErrorCode.TIMEOUT, f"the request took longer than the {limit:g} s limit")
             late = error_response(timeout, *cors_headers(os.environ, settings))
             _arm_watchdog(limit, output, late, head_only)
-        response = respond(os.environ, body.read_exactly, settings)
+        # The core stops at the same limit, counted from the same instant; the watchdog remains
+        # for a step the core cannot interrupt (one decode, one inference run).
+        deadline = Deadline.start(settings.timeout_s, started_at=arrived)
+        response = respond(os.environ, body.read_exactly, settings, deadline)
     except OcrError as exc:  # a misconfigured environment
         log(f"configuration error: {exc}")
         response = error_response(exc)

@@ -79,6 +79,18 @@ def render_text(lines: list[str], *, fmt: str = "PNG", size: int = 40) -> bytes:
     return out.getvalue()
 
 
+def weak_line_png() -> bytes:
+    """A line the recogniser reads with a confidence under 0.5 (thin strokes, blurred): what a
+    default min_score of 0.5 would drop and 0 keeps."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    image = Image.new("L", (420, 70), 255)
+    ImageDraw.Draw(image).text((10, 10), "ll1Il|", font=ImageFont.truetype(str(FONT), 40), fill=0)
+    out = io.BytesIO()
+    image.filter(ImageFilter.GaussianBlur(3)).save(out, "PNG")
+    return out.getvalue()
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims ``width`` x ``height`` pixels but carries one empty IDAT: a pixel bomb."""
     def chunk(kind: bytes, data: bytes) -> bytes:

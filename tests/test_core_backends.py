@@ -158,6 +158,63 @@ def test_onnxruntime_pads_only_to_the_multiple(engines: dict[str, Engine]) -> No
     assert model.fit(517, 1) == 517
 
 
+# ---- a long-lived host: a fast first call, then the fast steady state --------------------------
+
+
+def needs_openvino_with_bf16() -> None:
+    if backends.resolve(backends.AUTO) != backends.OPENVINO:
+        pytest.skip("SKIPPED LOUDLY: auto keeps ONNX Runtime here (no bf16 or no openvino)")
+
+
+def test_a_host_reads_its_first_call_on_onnxruntime_and_the_next_on_openvino() -> None:
+    from ocr_core.handover import HandoverEngine, load_for_host
+
+    needs_default_pack()
+    needs_openvino_with_bf16()
+    engine = load_for_host(EngineConfig.from_env(backend="auto", threads=1))
+    assert isinstance(engine, HandoverEngine)
+    page = render_text(PAGE_LINES)
+    first = engine.recognize(page)
+    assert first.text == "\n".join(PAGE_LINES) and engine.runtime.backend == backends.ONNXRUNTIME
+    assert engine.recognize(page).text == first.text
+    assert engine.runtime.backend == backends.OPENVINO
+    # The stages the first call used came loaded; the one it did not use still waits.
+    assert engine._engine._detector.built and not engine._engine._classifier.built
+
+
+def test_a_failed_handover_keeps_the_host_on_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ocr_core import handover
+
+    needs_default_pack()
+    needs_openvino_with_bf16()
+    engine = handover.HandoverEngine(EngineConfig.from_env(backend="auto", threads=1))
+
+    def unloadable(config: EngineConfig) -> Engine:
+        raise OcrError(ErrorCode.MODEL_UNAVAILABLE, "the openvino backend cannot start")
+
+    monkeypatch.setattr(handover.Engine, "load", staticmethod(unloadable))
+    line = render_text(["Thank you, Alice"])
+    for _ in range(3):
+        assert engine.recognize(line, RecognizeOptions(mode="line")).text == "Thank you, Alice"
+        assert engine.runtime.backend == backends.ONNXRUNTIME
+
+
+@pytest.mark.parametrize(
+    ("backend", "kind"), [("auto", "one-shot"), ("auto", "worker"), ("openvino", None), ("onnxruntime", None)]
+)
+def test_only_an_auto_host_hands_over(
+    monkeypatch: pytest.MonkeyPatch, backend: str, kind: str | None
+) -> None:
+    """A one-shot process never leaves ONNX Runtime; a pool worker loads OpenVINO before it serves."""
+    from ocr_core.handover import HandoverEngine, load_for_host
+
+    needs_default_pack()
+    monkeypatch.setenv("CRNNOCR_PROCESS", kind or "")
+    engine = load_for_host(EngineConfig.from_env(backend=backend, threads=1))
+    assert not isinstance(engine, HandoverEngine)
+    assert engine.backend == backends.resolve(backend)
+
+
 # ---- imports: each process pays only for its runtime -----------------------------------------
 
 

@@ -185,13 +185,22 @@ def test_truncated_pdf_reads_what_is_there_or_fails_cleanly(engine: Engine, rece
             assert isinstance(result, DocumentResult)
 
 
-def test_deadline_stops_between_pages(engine: Engine) -> None:
+def test_deadline_stops_a_document(engine: Engine) -> None:
     import time
 
+    from ocr_core.deadline import Deadline
+    from ocr_core.engine import _check_between_pages
+
+    expired = Deadline(1.0, time.monotonic())
     pdf = scanned_pdf([render_text(["One"]), render_text(["Two"])])
     with pytest.raises(OcrError) as caught:
-        engine.recognize(pdf, deadline=time.monotonic())
-    assert caught.value.code is ErrorCode.TIMEOUT and "1 of 2 pages" in caught.value.message
+        engine.recognize(pdf, deadline=expired)
+    assert caught.value.code is ErrorCode.TIMEOUT
+    # Between two pages the message says how far it got and what to do.
+    with pytest.raises(OcrError) as caught:
+        _check_between_pages(expired, 1, 2)
+    assert caught.value.code is ErrorCode.TIMEOUT
+    assert "after 1 of 2 pages (select fewer" in caught.value.message
 
 
 # ---- cost: one page at a time, and nothing for images --------------------------------------------
