@@ -35,10 +35,10 @@ $(BUILD)/ocr_post: c_client/ocr_post.c
 	$(CC) $(CLIENT_CFLAGS) -O2 $< -o $@
 
 install: lib
-	$(PY) bindings/install.py --build-dir $(BUILD) --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
+	$(PY) -m deploy install-lib --build-dir $(BUILD) --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 uninstall:
-	$(PY) bindings/install.py --uninstall --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
+	$(PY) -m deploy uninstall-lib --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 # The slow memory checks the default test run skips: valgrind over ocr_file (minutes) and RSS growth.
 .PHONY: c-memcheck

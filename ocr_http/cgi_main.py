@@ -8,6 +8,7 @@ commits the response first (the request or the watchdog) is the only one to writ
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -18,9 +19,10 @@ from ocr_core.deadline import Deadline
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.process import configure_process
 
-from .app import cors_headers, log, respond
+from .app import Services, error_reply, log, respond
 from .response import Response, error_response
 from .settings import CgiSettings
+from .slots import recognition_slot
 
 
 class OneShotOutput:
@@ -72,6 +74,10 @@ class RequestBody:
             self._pending = self._left > 0
         return b"".join(chunks)
 
+    def read_unsized(self, cap: int) -> bytes:
+        raise OcrError(ErrorCode.LENGTH_REQUIRED, "this server passes chunked bodies to the CGI without a "
+                                                  "length; send a Content-Length")
+
     def discard_rest(self) -> None:
         """Read and drop what the request did not consume (a refused 411/413/400 body).
 
@@ -115,14 +121,14 @@ def main() -> NoReturn:
         if settings.timeout_s:
             limit = settings.timeout_s
             timeout = OcrError(ErrorCode.TIMEOUT, f"the request took longer than the {limit:g} s limit")
-            late = error_response(timeout, *cors_headers(os.environ, settings))
-            _arm_watchdog(limit, output, late, head_only)
+            _arm_watchdog(limit, output, error_reply(timeout, os.environ, settings), head_only)
         # The core stops at the same limit, counted from the same instant; the watchdog remains
         # for a step the core cannot interrupt (one decode, one inference run).
         deadline = Deadline.start(settings.timeout_s, started_at=arrived)
-        response = respond(os.environ, body.read_exactly, settings, deadline)
+        slot = functools.partial(recognition_slot, settings.cgi_slot_dir, settings.cgi_slots)
+        response = respond(os.environ, body, settings, Services(recognition_slot=slot), deadline)
     except OcrError as exc:  # a misconfigured environment
-        log(f"configuration error: {exc}")
+        log(f"{exc.code.value}: {exc.message}")
         response = error_response(exc)
     except Exception as exc:  # last resort: respond() already maps everything it runs
         log(f"internal error: {type(exc).__name__}: {exc}")

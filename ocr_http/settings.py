@@ -1,8 +1,12 @@
-"""CGI-level settings from the environment (the engine's own ``CRNNOCR_*`` live in ocr_core.config).
+"""HTTP-level settings from the environment (the engine's own ``CRNNOCR_*`` live in ocr_core.config).
 
-``CRNNOCR_TIMEOUT_S``    wall-clock limit per request in seconds (default 20; 0 disables it).
-``CRNNOCR_CORS_ORIGINS`` origins allowed to call from a browser, comma or space separated, or ``*``;
-                         empty (the default) sends no CORS headers at all.
+``CRNNOCR_TIMEOUT_S``     wall-clock limit per request in seconds (default 20; 0 disables it).
+``CRNNOCR_CORS_ORIGINS``  origins allowed to call from a browser, comma or space separated, or ``*``;
+                          empty (the default) sends no CORS headers at all.
+``CRNNOCR_RETRY_AFTER_S`` the ``Retry-After`` of a ``503 busy`` (default 1).
+``CRNNOCR_CGI_SLOTS``     recognitions the CGI runs at once (default 2 × the cores it may use; 0: no
+                          cap); past it a hit answers ``503 busy`` at once.
+``CRNNOCR_CGI_SLOT_DIR``  where the CGI's slot files are (default ``$TMPDIR/crnnocr-cgi-slots-UID``).
 """
 
 from __future__ import annotations
@@ -12,29 +16,60 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ocr_core.errors import ErrorCode, OcrError
+from ocr_core.process import available_cores
 
 DEFAULT_TIMEOUT_S = 20.0
+DEFAULT_RETRY_AFTER_S = 1
+SLOTS_PER_CORE = 2
 # Room for multipart part headers and boundaries, or JSON syntax and a data: URL prefix.
 ENVELOPE_BYTES = 64 * 1024
+
+
+def _misconfigured(message: str) -> OcrError:
+    return OcrError(ErrorCode.INTERNAL, f"the server is misconfigured: {message}")
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise _misconfigured(f"{name}={raw!r} is not a number") from None
+    if not value >= 0:  # also rejects NaN
+        raise _misconfigured(f"{name} must be 0 or more")
+    return value
+
+
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise _misconfigured(f"{name}={raw!r} is not a count (0 or more)")
+    return int(raw)
 
 
 @dataclass(frozen=True)
 class CgiSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S
     cors_origins: frozenset[str] = frozenset()
+    retry_after_s: int = DEFAULT_RETRY_AFTER_S
+    cgi_slots: int = 0
+    cgi_slot_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CgiSettings:
         environ = os.environ if environ is None else environ
-        raw_timeout = environ.get("CRNNOCR_TIMEOUT_S", "").strip()
-        try:
-            timeout_s = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT_S
-        except ValueError:
-            raise OcrError(ErrorCode.INTERNAL, f"CRNNOCR_TIMEOUT_S={raw_timeout!r} is not a number") from None
-        if not timeout_s >= 0:  # also rejects NaN
-            raise OcrError(ErrorCode.INTERNAL, "CRNNOCR_TIMEOUT_S must be 0 (off) or more")
         origins = environ.get("CRNNOCR_CORS_ORIGINS", "").replace(",", " ").split()
-        return cls(timeout_s=timeout_s, cors_origins=frozenset(origins))
+        tmp = environ.get("TMPDIR") or "/tmp"
+        return cls(
+            timeout_s=_number(environ, "CRNNOCR_TIMEOUT_S", DEFAULT_TIMEOUT_S),
+            cors_origins=frozenset(origins),
+            retry_after_s=_count(environ, "CRNNOCR_RETRY_AFTER_S", DEFAULT_RETRY_AFTER_S),
+            cgi_slots=_count(environ, "CRNNOCR_CGI_SLOTS", SLOTS_PER_CORE * available_cores()),
+            cgi_slot_dir=environ.get("CRNNOCR_CGI_SLOT_DIR", "").strip()
+            or os.path.join(tmp, f"crnnocr-cgi-slots-{os.getuid()}"),
+        )
 
     def allowed_origin(self, origin: str | None) -> str | None:
         """The value for Access-Control-Allow-Origin, or None when this origin gets no CORS."""

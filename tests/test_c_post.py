@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.servers import Server, free_port, installed_tree, missing_models, running_server
 from ocr_core import Engine, EngineConfig, RecognizeOptions
-from tests.servers import Server, free_port, installed_tree, missing_models, running_server
 from tests.support import eval_file
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,9 +1,13 @@
-"""The CGI under a real lighttpd and a real Apache, with the shipped configs, over real HTTP.
+"""The HTTP contract under a real lighttpd and a real Apache, with the shipped configs, over real HTTP.
 
-Every test runs against both servers, serving a tree installed by ``deploy/deploytool.py`` into a
-temp dir (as ``make deploy`` does), so the CGI runs as the server's user (www-data under root).
-Real images come from ../shared/eval (CER bounds with score.py's normalisation); a self-rendered
-image keeps something meaningful running in a clone without shared/.
+Every test runs against both servers and each of the three ways a request reaches the
+application (``deploy.servers.PATHS``): ``cgi`` (ocr.cgi does the work itself), ``cgi-pool``
+(ocr.cgi forwards to a running worker pool) and ``fastcgi`` (the server speaks FastCGI to the pool:
+lighttpd spawns it, Apache proxies to one started as the systemd unit would). The tree is
+installed by ``deploy`` into a temp dir (as ``make deploy`` does), so everything runs as the
+server's user (www-data under root). Real images come from ../shared/eval (CER bounds with
+score.py's normalisation); a self-rendered image keeps something meaningful running in a clone
+without shared/.
 """
 
 from __future__ import annotations
@@ -11,31 +15,31 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.servers import (
-    EVAL_DIR,
+from deploy.servers import (
+    KINDS,
+    PATHS,
     Reply,
-    Sample,
     Server,
     call,
-    cer,
-    eval_samples,
     installed_tree,
     missing_models,
     multipart,
-    png_header_only,
-    render_text,
-    running_server,
+    serving,
 )
+from ocr_http.slots import take_slot
+from tests.support import EVAL_DIR, Sample, cer, eval_samples, png_header_only, render_text
 
-KINDS = ("lighttpd", "apache")
+CONFIGS = [(kind, path) for kind in KINDS for path in PATHS]
 ALLOWED_ORIGIN = "http://allowed.example"
 LINE_CER_MAX = 0.05  # measured 0.01 on the first 16 sroie lines
 PAGE_CER_MAX = 0.15  # measured 0.066 on sroie_040 (order-sensitive, reading order included)
@@ -43,22 +47,41 @@ RENDERED_TEXT = "Invoice 2026: total 42.50 EUR"
 RENDERED_CER_MAX = 0.1
 
 
+INSTALLED_STATE: dict[Path, dict[str, int]] = {}
+
+
+def tree_state(root: Path) -> dict[str, int]:
+    """Every path under ``root`` with its modification time."""
+    return {os.path.join(d, n): os.lstat(os.path.join(d, n)).st_mtime_ns
+            for d, dirs, files in os.walk(root) for n in (*dirs, *files)}
+
+
 @pytest.fixture(scope="module")
 def prefix() -> Iterator[Path]:
     if reason := missing_models():
         pytest.skip(reason)
     with installed_tree() as path:
+        INSTALLED_STATE.setdefault(path, tree_state(path))
         yield path
 
 
-@pytest.fixture(scope="module", params=KINDS)
-def server(request: pytest.FixtureRequest, prefix: Path) -> Iterator[Server]:
-    kind = request.param
+def _skip_unless_installed(kind: str) -> None:
     if not shutil.which("lighttpd" if kind == "lighttpd" else "apache2"):
         pytest.skip(f"{kind.upper()} IS NOT INSTALLED: `make setup` installs it (setup/debian-packages.txt)")
-    with running_server(kind, prefix, env={"CRNNOCR_CORS_ORIGINS": ALLOWED_ORIGIN}) as srv:
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=[f"{k}-{p}" for k, p in CONFIGS])
+def server(request: pytest.FixtureRequest, prefix: Path) -> Iterator[Server]:
+    kind, path = request.param
+    _skip_unless_installed(kind)
+    with serving(kind, path, prefix, env={"CRNNOCR_CORS_ORIGINS": ALLOWED_ORIGIN}) as srv:
         yield srv
 
+
+def _logs(server: Server) -> str:
+    """Everything the server, the CGI and the pool wrote (the pool's own file when it has one)."""
+    files = {server.error_log, *([server.pool.log] if server.pool else [])}
+    return "".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
 
 
 def _samples(set_name: str, count: int) -> list[Sample]:
@@ -102,6 +125,12 @@ def test_get_is_health(server: Server) -> None:
     assert doc["ok"] is True and doc["version"] and doc["onnxruntime"]
     assert doc["model"] in doc["packs_installed"]
     assert all(doc["limits"][key] > 0 for key in ("max_bytes", "max_pixels", "timeout_s"))
+    if server.path == "cgi":  # no pool answered: nothing to report
+        assert "pool" not in doc
+    else:
+        pool = doc["pool"]
+        assert pool["workers"] >= 1 and pool["alive"] == pool["workers"] and pool["uptime_s"] > 0
+        assert 1 <= pool["busy"] <= pool["workers"]  # this very request
 
 
 def test_head_has_headers_only(server: Server) -> None:
@@ -212,8 +241,18 @@ def test_receipt_page(server: Server, norm: Callable[[str], str]) -> None:
 
 def test_eight_concurrent_posts_are_all_right(server: Server, lines: list[Sample],
                                               norm: Callable[[str], str]) -> None:
+    PNG = {"Content-Type": "image/png"}
+
     def post(sample: Sample) -> Reply:
-        return call(server, "POST", "mode=line&format=text", sample.read(), {"Content-Type": "image/png"})
+        """As a good client does: a 503 busy is retried after its Retry-After (the pure CGI caps
+        concurrent recognitions at 2 per core; the pool queues)."""
+        for _attempt in range(20):
+            reply = call(server, "POST", "mode=line&format=text", sample.read(), PNG)
+            if reply.status != 503:
+                return reply
+            _assert_error(reply, 503, "busy")
+            time.sleep(int(reply.headers["retry-after"]))
+        return reply
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         replies = list(pool.map(post, lines))
@@ -238,14 +277,34 @@ def test_query_options(server: Server) -> None:
 
 # --- Refusals ----------------------------------------------------------------------------------
 
+def _takes_chunked(server: Server) -> bool:
+    """lighttpd buffers a chunked body and passes CONTENT_LENGTH; Apache streams it with none to
+    FastCGI (read to its end, the byte cap enforced while reading) and to a CGI (which cannot
+    know where it ends → 411)."""
+    return server.kind == "lighttpd" or server.path == "fastcgi"
+
+
 def test_chunked_post(server: Server) -> None:
-    """lighttpd buffers a chunked body and passes CONTENT_LENGTH; Apache passes none → 411."""
+    """As firmware sends when it does not know the length (ESP-IDF's esp_http_client, length -1)."""
     data = render_text([RENDERED_TEXT])
     chunks = (data[i:i + 4096] for i in range(0, len(data), 4096))
     reply = call(server, "POST", "mode=line&format=text", chunks, {"Content-Type": "image/png"}, chunked=True)
-    if server.kind == "lighttpd":
-        assert reply.status == 200
+    if _takes_chunked(server):
+        assert reply.status == 200, reply.body[:300]
         assert cer([RENDERED_TEXT], [reply.body.decode()], _simple) <= RENDERED_CER_MAX, reply.body
+    else:
+        _assert_error(reply, 411, "length_required")
+
+
+def test_chunked_post_over_the_byte_cap_is_413(server: Server) -> None:
+    """A chunked body past the cap is refused with the JSON 413 (by the pool while it reads; by
+    lighttpd's buffered CONTENT_LENGTH before the application reads a byte)."""
+    max_bytes = call(server, "GET").json()["limits"]["max_bytes"]
+    body = b"\x89PNG" + bytes(max_bytes)
+    chunks = (body[i:i + (1 << 16)] for i in range(0, len(body), 1 << 16))
+    reply = call(server, "POST", "", chunks, {"Content-Type": "image/png"}, chunked=True)
+    if _takes_chunked(server):
+        _assert_error(reply, 413, "payload_too_large")
     else:
         _assert_error(reply, 411, "length_required")
 
@@ -253,7 +312,7 @@ def test_chunked_post(server: Server) -> None:
 def test_post_without_length_is_411(server: Server) -> None:
     reply = _post_headers_first(server, {"Content-Type": "image/png"})
     assert reply.status == 411
-    if server.kind == "apache":  # lighttpd answers this one itself, before the CGI runs
+    if server.kind == "apache":  # lighttpd answers this one itself, before the application runs
         _assert_error(reply, 411, "length_required")
 
 
@@ -325,29 +384,33 @@ def test_bad_requests_are_400(server: Server, query: str, body: bytes, ctype: st
 
 # --- Limits that need a server of their own ------------------------------------------------------
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_wall_clock_limit_is_503_timeout(prefix: Path, kind: str) -> None:
-    """A tiny CRNNOCR_TIMEOUT_S: the watchdog answers 503 ``timeout`` and logs one line."""
+@pytest.mark.parametrize(("kind", "path"), CONFIGS, ids=[f"{k}-{p}" for k, p in CONFIGS])
+def test_wall_clock_limit_is_503_timeout(prefix: Path, kind: str, path: str) -> None:
+    """A tiny CRNNOCR_TIMEOUT_S: the CGI's watchdog, or the pool's supervisor, answers 503
+    ``timeout`` and logs one line."""
+    _skip_unless_installed(kind)
     data = render_text([RENDERED_TEXT] * 12)
-    with running_server(kind, prefix, env={"CRNNOCR_TIMEOUT_S": "0.05"}) as srv:
+    with serving(kind, path, prefix, env={"CRNNOCR_TIMEOUT_S": "0.05"}) as srv:
         reply = call(srv, "POST", "mode=page", data, {"Content-Type": "image/png"})
         _assert_error(reply, 503, "timeout")
         # CORS is off unless configured: no CORS headers at all.
         preflight = call(srv, "OPTIONS", headers={"Origin": ALLOWED_ORIGIN})
         assert not any(name.startswith("access-control-") for name in preflight.headers)
-        log = srv.error_log_text()
+        log = _logs(srv)
         assert "timeout" in log and "Traceback" not in log
         assert not any(srv.tmp_dir.iterdir())
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_misconfiguration_is_500_internal_in_one_log_line(prefix: Path, kind: str) -> None:
-    with running_server(kind, prefix, env={"CRNNOCR_THREADS": "many"}) as srv:
+@pytest.mark.parametrize(("kind", "path"), CONFIGS, ids=[f"{k}-{p}" for k, p in CONFIGS])
+def test_misconfiguration_is_500_internal_in_one_log_line(prefix: Path, kind: str, path: str) -> None:
+    _skip_unless_installed(kind)
+    with serving(kind, path, prefix, env={"CRNNOCR_THREADS": "many"}) as srv:
         _assert_error(call(srv, "GET"), 500, "internal")
         _assert_error(call(srv, "POST", "", b"x", {"Content-Type": "image/png"}), 500, "internal")
-        log = srv.error_log_text()
-        assert log.count("crnnocr.cgi: internal: the server is misconfigured") == 2, log
-        assert "Traceback" not in log
+        lines = _logs(srv).splitlines()
+        said = "crnnocr: internal: the server is misconfigured"
+        assert sum(line.startswith(said) for line in lines) == 2, lines
+        assert not any("Traceback" in line for line in lines)
 
 
 # --- Cold start: cheap requests must not pay for the OCR stack -----------------------------------
@@ -355,13 +418,17 @@ def test_misconfiguration_is_500_internal_in_one_log_line(prefix: Path, kind: st
 HEAVY_MODULES = ("numpy", "cv2", "onnxruntime", "PIL")
 
 
-def _imports_of_one_hit(prefix: Path, environ: dict[str, str], body: bytes = b"") -> set[str]:
-    """Top-level modules one CGI hit imports: the installed script run directly, as a server would."""
+def _imports_of_one_hit(prefix: Path, tmp: Path, environ: dict[str, str], body: bytes = b"",
+                        status: bytes = b"Status: ") -> set[str]:
+    """Modules one CGI hit imports: the installed script run directly with its shebang's flags,
+    as a server would, with no pool to forward to and its temp files and slots in ``tmp``."""
     cgi = prefix / "cgi-bin" / "ocr.cgi"
-    python = cgi.read_text().splitlines()[0][2:].split()[0]
-    done = subprocess.run([python, "-I", "-X", "importtime", str(cgi)], input=body, capture_output=True,
+    python, *flags = cgi.read_text().splitlines()[0][2:].split()
+    environ = {"CRNNOCR_POOL_SOCKET": "", "TMPDIR": str(tmp), "CRNNOCR_CGI_SLOT_DIR": str(tmp / "slots"),
+               **environ}
+    done = subprocess.run([python, *flags, "-X", "importtime", str(cgi)], input=body, capture_output=True,
                           env=environ, timeout=60, check=False)
-    assert done.returncode == 0 and done.stdout.startswith(b"Status: "), done.stdout[:200]
+    assert done.returncode == 0 and done.stdout.startswith(status), done.stdout[:200]
     return {line.rsplit("|", 1)[1].strip() for line in done.stderr.decode().splitlines()
             if line.startswith("import time:") and "|" in line}
 
@@ -374,25 +441,42 @@ def _imports_of_one_hit(prefix: Path, environ: dict[str, str], body: bytes = b""
     {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png"},
     {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(1 << 40)},
 ], ids=["GET", "HEAD", "OPTIONS", "405", "411", "413"])
-def test_cheap_requests_import_no_ocr_stack(prefix: Path, environ: dict[str, str]) -> None:
-    imported = _imports_of_one_hit(prefix, environ)
+def test_cheap_requests_import_no_ocr_stack(prefix: Path, tmp_path: Path, environ: dict[str, str]) -> None:
+    imported = _imports_of_one_hit(prefix, tmp_path, environ)
     assert "ocr_http.app" in imported
     assert not imported & set(HEAVY_MODULES)
 
 
-def test_a_recognition_does_import_the_ocr_stack(prefix: Path) -> None:
+def test_a_recognition_does_import_the_ocr_stack(prefix: Path, tmp_path: Path) -> None:
     """The control for the test above: the same probe sees ONNX Runtime when it is used."""
     png = render_text([RENDERED_TEXT])
     environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(len(png)),
                "QUERY_STRING": "mode=line"}
-    assert "onnxruntime" in _imports_of_one_hit(prefix, environ, png)
+    assert "onnxruntime" in _imports_of_one_hit(prefix, tmp_path, environ, png)
+    assert [p.name for p in tmp_path.iterdir()] == ["slots"]  # its slot files, nothing else
+
+
+def test_a_hit_refused_as_busy_imports_no_ocr_stack(prefix: Path, tmp_path: Path) -> None:
+    """The slot is taken before the OCR stack is imported: a refused hit costs no ~100 MB."""
+    png = render_text([RENDERED_TEXT])
+    environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(len(png)),
+               "QUERY_STRING": "mode=line", "CRNNOCR_CGI_SLOTS": "1"}
+    held = take_slot(str(tmp_path / "slots"), 1)
+    assert held is not None
+    try:
+        imported = _imports_of_one_hit(prefix, tmp_path, environ, png, b"Status: 503")
+    finally:
+        os.close(held)
+    assert not imported & set(HEAVY_MODULES)
 
 
 # --- Runs last for each server (pytest keeps file order within a fixture instance) ---------------
 
-def test_no_temp_files_and_no_traceback(server: Server) -> None:
+def test_no_temp_files_and_no_traceback(server: Server, prefix: Path) -> None:
     leftovers = [p for d in (server.tmp_dir, server.run_dir / "upload") for p in d.iterdir()]
     assert leftovers == []
-    log = server.error_log_text()
+    log = _logs(server)
     assert "Traceback" not in log, log
-    assert "crnnocr.cgi: internal error" not in log, log
+    assert "crnnocr: internal error" not in log, log
+    # Nothing was written into the installed tree (bytecode, caches, sockets: all elsewhere).
+    assert tree_state(prefix) == INSTALLED_STATE[prefix]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.servers import Server, call, installed_tree, missing_models, multipart, running_server
 from ocr_core import Engine, EngineConfig, RecognizeOptions
 from ocr_core.formats import FORMATS, MEDIA_TYPES
-from tests.servers import Server, call, installed_tree, missing_models, multipart, running_server
 from tests.support import (
     RECEIPT_CER,
     cer,

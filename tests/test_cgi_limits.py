@@ -18,9 +18,22 @@ from tests.support import render_text
 from tests.test_core_models import DEFAULT_PACK, copy_pack, needs_default_pack
 
 
+class _Body:
+    """A request body as a gateway hands it to ``respond`` (ocr_http.app.RequestBody)."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._data = io.BytesIO(data)
+
+    def read_exactly(self, length: int) -> bytes:
+        return self._data.read(length)
+
+    def read_unsized(self, cap: int) -> bytes:
+        raise AssertionError("these requests carry a Content-Length")
+
+
 def _post(data: bytes, deadline: Deadline) -> tuple[int, dict]:
     environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png", "CONTENT_LENGTH": str(len(data))}
-    response = respond(environ, io.BytesIO(data).read, CgiSettings(timeout_s=5), deadline)
+    response = respond(environ, _Body(data), CgiSettings(timeout_s=5), deadline=deadline)
     return response.status, json.loads(response.body)
 
 
@@ -48,7 +61,7 @@ def test_health_reports_the_models_and_refuses_a_damaged_pack(tmp_path: Path,
     model_dir = copy_pack(tmp_path)
     monkeypatch.setenv("CRNNOCR_MODEL_DIR", str(model_dir))
     monkeypatch.setenv("CRNNOCR_BACKEND", "onnxruntime")
-    health = respond({"REQUEST_METHOD": "GET"}, io.BytesIO().read, CgiSettings())
+    health = respond({"REQUEST_METHOD": "GET"}, _Body(), CgiSettings())
     body = json.loads(health.body)
     assert health.status == 200 and body["limits"]["max_regions"] == 1000
     assert set(body["models"]) == {"det", "rec", "cls"}
@@ -56,7 +69,7 @@ def test_health_reports_the_models_and_refuses_a_damaged_pack(tmp_path: Path,
     shutil.rmtree(model_dir / DEFAULT_PACK / "cache", ignore_errors=True)
     rec = model_dir / DEFAULT_PACK / "rec.onnx"
     rec.write_bytes(b"\0" * rec.stat().st_size)
-    health = respond({"REQUEST_METHOD": "GET"}, io.BytesIO().read, CgiSettings())
+    health = respond({"REQUEST_METHOD": "GET"}, _Body(), CgiSettings())
     body = json.loads(health.body)
     assert health.status == 503 and body["error"]["code"] == "model_unavailable"
     assert "sha256" in body["error"]["message"] and str(model_dir) not in body["error"]["message"]

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import CHECKOUT, Server, cer, installed_tree, missing_models, render_text, running_server
-from tests.support import scanned_pdf
+from deploy.runtime import CHECKOUT
+from deploy.servers import Server, installed_tree, missing_models, running_server
+from tests.support import cer, render_text, scanned_pdf
 
 README = Path(os.environ.get("CRNNOCR_README") or CHECKOUT / "README.md")
 START, END = "<!-- cgi-examples:start -->", "<!-- cgi-examples:end -->"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.servers import call, installed_tree, running_server
 from ocr_core import Engine
 from tests import rendered_pages as pages
-from tests.servers import call, installed_tree, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

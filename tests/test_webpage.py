@@ -21,17 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.servers import (
-    EVAL_DIR,
-    Server,
-    cer,
-    eval_samples,
-    installed_tree,
-    missing_models,
-    render_text,
-    running_server,
-)
-from tests.support import scanned_pdf
+from deploy.servers import Server, installed_tree, missing_models, running_server
+from tests.support import EVAL_DIR, cer, eval_samples, render_text, scanned_pdf
 
 websocket = pytest.importorskip("websocket", reason="WEBSOCKET-CLIENT NOT INSTALLED (requirements-dev.txt)")
 

@@ -1,0 +1,213 @@
+"""Server configurations, rendered from the templates in this directory.
+
+``SiteConfig`` describes one site: which server (lighttpd or Apache), how it reaches the OCR
+application (``cgi``: ``cgi-bin/ocr.cgi``, which forwards to a pool when one answers on the
+site's pool socket; ``fastcgi``: the server talks FastCGI to the pool itself: lighttpd spawns it
+with ``bin-path``, Apache proxies to one started by the systemd unit), where it listens and where
+its run-time files go. ``PoolConfig`` renders that unit. Templates use ``@NAME@`` placeholders and
+``#@if MODE`` … ``#@end`` blocks kept only in that mode.
+"""
+
+from __future__ import annotations
+
+import grp
+import math
+import os
+import pwd
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DEPLOY_DIR = Path(__file__).resolve().parent
+KINDS = ("lighttpd", "apache")
+MODES = ("cgi", "fastcgi")
+Mode = Literal["cgi", "fastcgi"]
+# The CGI's defaults; overrides come from CRNNOCR_* variables and --env.
+CGI_TIMEOUT_S = 20
+SERVER_SLACK_S = 10
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
+BLOCK = re.compile(r"^#@if (\w+)\n(.*?)^#@end\n", re.DOTALL | re.MULTILINE)
+STDERR = Path("/dev/stderr")
+POOL_DIR = "pool"
+
+
+class ConfigError(SystemExit):
+    """A value the configuration cannot be rendered with: one line, no traceback."""
+
+
+def server_user() -> tuple[str, str]:
+    """The user and group the server drops to: www-data when started as root, else ourselves."""
+    if os.geteuid() == 0:
+        return "www-data", "www-data"
+    return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _request_limit(env: Mapping[str, str]) -> int:
+    """Server-side body limit in bytes: the application's largest body (base64 JSON) plus 2 MiB."""
+    raw = env.get("CRNNOCR_MAX_BYTES", "").strip() or str(DEFAULT_MAX_BYTES)
+    if not (raw.isascii() and raw.isdigit()):
+        raise ConfigError(f"CRNNOCR_MAX_BYTES={raw!r} is not a byte count")
+    return 4 * math.ceil(int(raw) / 3) + 2 * 1024 * 1024
+
+
+def _server_timeout(env: Mapping[str, str]) -> int:
+    raw = env.get("CRNNOCR_TIMEOUT_S", "").strip()
+    try:
+        seconds = float(raw) if raw else CGI_TIMEOUT_S
+    except ValueError:
+        raise ConfigError(f"CRNNOCR_TIMEOUT_S={raw!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise ConfigError(f"CRNNOCR_TIMEOUT_S={raw!r} must be 0 (no limit) or more")
+    return math.ceil(seconds or CGI_TIMEOUT_S) + SERVER_SLACK_S
+
+
+def render_template(name: str, values: Mapping[str, str], mode: str) -> str:
+    template = (DEPLOY_DIR / name).read_text(encoding="utf-8")
+    template = BLOCK.sub(lambda m: m.group(2) if m.group(1) == mode else "", template)
+    missing = sorted(set(PLACEHOLDER.findall(template)) - set(values))
+    if missing:
+        raise ConfigError(f"{name} has placeholders with no value: {', '.join(missing)}")
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Everything a rendered server config depends on."""
+
+    kind: str
+    prefix: Path
+    port: int
+    run_dir: Path
+    mode: Mode = "cgi"
+    bind: str = "127.0.0.1"
+    env: Mapping[str, str] = field(default_factory=dict)
+    error_log: Path | None = None  # None: RUN_DIR/KIND-error.log; STDERR: the server's stderr
+    pool_socket: Path | None = None  # None: RUN_DIR/pool/pool.sock
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"server kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+
+    @property
+    def pool_dir(self) -> Path:
+        return self.run_dir / POOL_DIR
+
+    @property
+    def socket(self) -> Path:
+        return self.pool_socket or self.pool_dir / "pool.sock"
+
+    @property
+    def app_env(self) -> dict[str, str]:
+        """The application's environment (CGI and pool alike): the defaults, then ``env``."""
+        return {
+            "CRNNOCR_THREADS": "1",
+            "CRNNOCR_TIMEOUT_S": str(CGI_TIMEOUT_S),
+            "CRNNOCR_POOL_SOCKET": str(self.socket),
+            "CRNNOCR_CGI_SLOT_DIR": str(self.run_dir / "slots"),
+            "TMPDIR": str(self.run_dir / "tmp"),
+            **self.env,
+        }
+
+    @property
+    def log_path(self) -> Path:
+        return self.error_log or self.run_dir / f"{self.kind}-error.log"
+
+    def render(self) -> str:
+        env = self.app_env
+        log = self.log_path
+        user, group = server_user()
+        limit = _request_limit(env)
+        values = {
+            "BIND": self.bind,
+            "PORT": str(self.port),
+            "PREFIX": str(self.prefix),
+            "RUN_DIR": str(self.run_dir),
+            "POOL_DIR": str(self.pool_dir),
+            "POOL_SOCKET": str(self.socket),
+            "ERROR_LOG": str(log),
+            "LIGHTTPD_ERRORLOG": "" if log == STDERR else f"server.errorlog = {_quote(str(log))}",
+            "USER": user,
+            "GROUP": group,
+            "MAX_REQUEST_BYTES": str(limit),
+            "MAX_REQUEST_KB": str(math.ceil(limit / 1024)),
+            "SERVER_TIMEOUT_S": str(_server_timeout(env)),
+            "LIGHTTPD_ENV": "\n".join(f"    {_quote(k)} => {_quote(v)}," for k, v in sorted(env.items())),
+            "APACHE_ENV": "\n".join(f"    SetEnv {k} {_quote(v)}" for k, v in sorted(env.items())),
+        }
+        return render_template(f"{self.kind}.conf", values, self.mode)
+
+    def make_dirs(self) -> None:
+        """The run directory.
+
+        ``tmp`` (the application's TMPDIR), ``upload`` (lighttpd's body buffer), ``slots`` (the
+        CGI's concurrency slots) and ``pool`` (the pool's socket, status, metrics and cache)
+        belong to the server's user; the error log is created up front so that it is writable
+        after the privilege drop.
+        """
+        user, group = server_user()
+        uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o755)
+        for sub, mode in (("tmp", 0o700), ("upload", 0o700), ("slots", 0o700), (POOL_DIR, 0o755)):
+            (self.run_dir / sub).mkdir(exist_ok=True)
+            os.chown(self.run_dir / sub, uid, gid)
+            (self.run_dir / sub).chmod(mode)
+        if self.log_path != STDERR:
+            self.log_path.touch()
+            os.chown(self.log_path, uid, gid)
+
+    def prepare(self) -> tuple[Path, list[str]]:
+        """Write the run directory and the config; return the config path and the server argv."""
+        self.make_dirs()
+        config = self.run_dir / f"{self.kind}.conf"
+        config.write_text(self.render(), encoding="utf-8")
+        if self.kind == "lighttpd":
+            argv = [shutil.which("lighttpd") or "/usr/sbin/lighttpd", "-D", "-f", str(config)]
+        else:
+            argv = [shutil.which("apache2") or "/usr/sbin/apache2", "-f", str(config), "-DFOREGROUND"]
+        return config, argv
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The systemd unit of a pool serving the tree at ``prefix``."""
+
+    prefix: Path
+    socket: Path = Path("/run/crnnocr/pool.sock")
+    run_dir: Path = Path("/run/crnnocr")
+    env_file: Path | None = None  # None: PREFIX/etc/pool.env
+
+    @property
+    def environment_file(self) -> Path:
+        return self.env_file or self.prefix / "etc" / "pool.env"
+
+    def render_unit(self) -> str:
+        user, group = server_user()
+        runtime = self.run_dir.relative_to("/run") if self.run_dir.is_relative_to("/run") else None
+        values = {
+            "PREFIX": str(self.prefix),
+            "POOL_SOCKET": str(self.socket),
+            "POOL_DIR": str(self.run_dir),
+            "ENV_FILE": str(self.environment_file),
+            "USER": user,
+            "GROUP": group,
+            "RUNTIME_DIRECTORY": f"RuntimeDirectory={runtime}" if runtime else f"# {self.run_dir} is made by "
+                                 "whoever starts the unit",
+        }
+        return render_template("crnnocr-pool.service", values, "unit")
+
+
+def render_pool_env(env: Mapping[str, str]) -> str:
+    """An environment file for the pool: the given values, then the settings it reads, commented."""
+    lines = [f"{k}={v}" for k, v in sorted(env.items())]
+    return (DEPLOY_DIR / "pool.env").read_text(encoding="utf-8") + "\n".join(lines) + ("\n" if lines else "")
