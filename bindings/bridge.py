@@ -20,6 +20,7 @@ import os
 import site
 import sys
 import threading
+from dataclasses import replace
 
 from _crnnocr_cffi import ffi, lib
 
@@ -57,8 +58,10 @@ try:
             RecognizeOptions,
             get_engine,
         )
+        from ocr_core.config import DEFAULT_DPI
         from ocr_core.errors import client_error
         from ocr_core.handover import HandoverEngine, load_for_host
+        from ocr_core.result import DocumentResult, Page, TextLine, Word
 
     _IMPORT_ERROR = None
 except Exception as exc:  # any import failure becomes the error of every call
@@ -114,25 +117,88 @@ def _c_string(text: str):
     return copy
 
 
-def _c_result(result: OcrResult):
-    """Copies an OcrResult into a C ``ocr_result`` that only capi.c frees."""
-    text = result.text.encode("utf-8")
-    document = json.dumps(result.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    c_result = lib.bridge_result_new(
-        len(result.lines), text, len(text), document, len(document), result.width, result.height
-    )
-    if c_result == ffi.NULL:
+def _c_array(count: int, ctype: str):
+    """Zeroed C memory for ``count`` items of ``ctype`` (NULL for none)."""
+    if count == 0:
+        return ffi.NULL
+    memory = lib.bridge_calloc(count, ffi.sizeof(ctype))
+    if memory == ffi.NULL:
         raise MemoryError
+    return ffi.cast(f"{ctype} *", memory)
+
+
+def _c_result(result: OcrResult | DocumentResult):
+    """Copies a result into a C ``ocr_result`` that only capi.c frees. Each count is set as soon as
+    its array exists, so a failure half-way leaves a result ocr_result_free can release."""
+    memory = lib.bridge_calloc(1, ffi.sizeof("ocr_result"))
+    if memory == ffi.NULL:
+        raise MemoryError
+    c_result = ffi.cast("ocr_result *", memory)
     try:
-        for i, line in enumerate(result.lines):
-            line_text = line.text.encode("utf-8")
-            box = [float(v) for point in line.box for v in point]
-            if lib.bridge_result_set_line(c_result, i, line_text, len(line_text), line.score, box) != 0:
-                raise MemoryError
+        document = json.dumps(result.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        c_result.text = _c_string(result.text)
+        c_result.json = _c_string(document)
+        c_result.model = _c_string(result.model)
+        c_result.document = isinstance(result, DocumentResult)
+        c_result.dpi = getattr(result, "dpi", None) or 0
+        pages = result.pages
+        c_result.pages = _c_array(len(pages), "struct ocr_page")
+        c_result.page_count = len(pages)
+        lines = [line for page in pages for line in page.lines]
+        c_result.lines = _c_array(len(lines), "struct ocr_line")
+        c_result.line_count = len(lines)
+        first = 0
+        for c_page, page in zip(c_result.pages[0:len(pages)], pages, strict=True):
+            c_page.number, c_page.width, c_page.height = page.number, page.width, page.height
+            c_page.first_line, c_page.line_count = first, len(page.lines)
+            c_page.text = _c_string(page.text)
+            first += len(page.lines)
+        for i, line in enumerate(lines):
+            c_line = c_result.lines[i]
+            c_line.text = _c_string(line.text)
+            c_line.score = line.score
+            c_line.box = [v for point in line.box for v in point]
+            c_line.block, c_line.row = line.block, line.row
+            c_line.words = _c_array(len(line.words), "struct ocr_word")
+            c_line.word_count = len(line.words)
+            for j, word in enumerate(line.words):
+                c_word = c_line.words[j]
+                c_word.text = _c_string(word.text)
+                c_word.score = word.score
+                c_word.box = [v for point in word.box for v in point]
     except BaseException:
         lib.ocr_result_free(c_result)
         raise
     return c_result
+
+
+def _box(values) -> tuple:
+    return tuple((float(values[k]), float(values[k + 1])) for k in range(0, 8, 2))
+
+
+def _py_result(c_result) -> OcrResult | DocumentResult:
+    """The Python result a C ``ocr_result`` was copied from, as the renderers read it (the fields
+    are exact copies: scores and boxes kept as double)."""
+    text = ffi.string
+    pages = []
+    for p in range(c_result.page_count):
+        c_page = c_result.pages[p]
+        lines = []
+        for i in range(c_page.first_line, c_page.first_line + c_page.line_count):
+            c_line = c_result.lines[i]
+            words = tuple(
+                Word(text(c_word.text).decode("utf-8"), c_word.score, _box(c_word.box))
+                for c_word in (c_line.words[j] for j in range(c_line.word_count))
+            )
+            lines.append(TextLine(text(c_line.text).decode("utf-8"), c_line.score, _box(c_line.box),
+                                  c_line.block, c_line.row, words))
+        pages.append(Page(c_page.number, c_page.width, c_page.height, tuple(lines)))
+    model = text(c_result.model).decode("utf-8")
+    if c_result.document:
+        return DocumentResult(pages=tuple(pages), format="", page_count=len(pages), dpi=c_result.dpi or None,
+                              model=model)
+    page = pages[0]
+    return OcrResult(page.lines, page.width, page.height, model)
 
 
 def _optional_str(value) -> str | None:
@@ -144,6 +210,14 @@ def bridge_recognize(data, size, out_text):
     engine = get_engine()
     result = engine.recognize(_input(engine, data, size), RecognizeOptions())
     out_text[0] = _c_string(result.text)
+
+
+@_guarded
+def bridge_render(c_result, fmt, out_text):
+    from ocr_core.formats import render
+
+    names = {2: "hocr", 3: "alto", 4: "tsv"}
+    out_text[0] = _c_string(render(_py_result(c_result), names[fmt]))
 
 
 @_guarded
@@ -163,11 +237,14 @@ def bridge_engine_new(options, out_id):
         det_max_side=options.det_max_side or None,
         backend=_optional_str(options.backend),
         timeout_s=options.timeout_ms / 1000 if options.timeout_ms >= 0 else None,
+        max_pages=options.max_pages or None,
     )
     defaults = RecognizeOptions(
         mode="line" if options.mode == 1 else "page",
         use_cls=bool(options.use_cls),
         min_score=None if options.min_score < 0 else float(options.min_score),
+        dpi=options.dpi or DEFAULT_DPI,
+        pages=_optional_str(options.pages),
     )
     engine = load_for_host(config)
     with _engines_lock:
@@ -182,14 +259,16 @@ def bridge_engine_free(engine_id):
 
 
 @_guarded
-def bridge_engine_recognize(engine_id, data, size, mode, use_cls, min_score, out):
+def bridge_engine_recognize(engine_id, data, size, mode, use_cls, min_score, pages, out):
     entry = _engines.get(engine_id)
     if entry is None:
         raise OcrError(ErrorCode.BAD_REQUEST, "ocr_engine_recognize: unknown or freed engine")
     engine, defaults = entry
-    options = RecognizeOptions(
+    options = replace(
+        defaults,
         mode=defaults.mode if mode < 0 else ("line" if mode == 1 else "page"),
         use_cls=defaults.use_cls if use_cls < 0 else bool(use_cls),
         min_score=defaults.min_score if min_score < 0 else float(min_score),
+        pages=defaults.pages if pages == ffi.NULL else ffi.string(pages).decode("utf-8", "replace"),
     )
     out[0] = _c_result(engine.recognize(_input(engine, data, size), options))

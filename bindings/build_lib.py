@@ -27,29 +27,38 @@ ROOT = BINDINGS.parent
 MODULE = "_crnnocr_cffi"
 SONAME = "libcrnnocr.so.0"
 
-# What Python sees of the C side: the option struct, the bridge_* functions that bridge.py implements
-# and the capi.c helpers it calls. cffi checks these against capi.c and crnnocr.h when compiling.
+# What Python sees of the C side: the option and result structs (bridge.py fills and reads results),
+# the bridge_* functions that bridge.py implements and the capi.c helpers it calls. cffi checks these
+# against capi.c and crnnocr.h when compiling.
 CDEF = """
 typedef enum ocr_mode { OCR_MODE_PAGE = 0, OCR_MODE_LINE = 1 } ocr_mode;
 typedef struct ocr_options {
     size_t struct_size; const char *model_dir; const char *pack; int threads;
     size_t max_bytes; size_t max_pixels; int det_max_side;
     ocr_mode mode; int use_cls; float min_score; const char *backend; int timeout_ms;
+    int dpi; const char *pages; int max_pages;
 } ocr_options;
-typedef struct ocr_result ocr_result;
+struct ocr_word { char *text; double score; double box[8]; };
+struct ocr_line {
+    char *text; double score; double box[8]; int block; int row;
+    size_t word_count; struct ocr_word *words;
+};
+struct ocr_page { int number; int width; int height; size_t first_line; size_t line_count; char *text; };
+typedef struct ocr_result {
+    size_t line_count; struct ocr_line *lines; size_t page_count; struct ocr_page *pages;
+    char *text; char *json; char *model; int document; int dpi;
+} ocr_result;
 
 extern "Python" int bridge_recognize(const unsigned char *, size_t, char **);
 extern "Python" int bridge_engine_new(const ocr_options *, uint64_t *);
 extern "Python" int bridge_engine_free(uint64_t);
 extern "Python" int bridge_engine_recognize(uint64_t, const unsigned char *, size_t, int, int, float,
-                                            ocr_result **);
+                                            const char *, ocr_result **);
+extern "Python" int bridge_render(const ocr_result *, int, char **);
 
 void bridge_set_error_detail(int code, const char *message, const char *detail);
 char *bridge_strdup(const char *s, size_t n);
-ocr_result *bridge_result_new(size_t line_count, const char *text, size_t text_len,
-                              const char *json, size_t json_len, int width, int height);
-int bridge_result_set_line(ocr_result *r, size_t i, const char *text, size_t text_len,
-                           float score, const float *box);
+void *bridge_calloc(size_t n, size_t size);
 void ocr_result_free(ocr_result *r);
 const char *bridge_runtime_home(void);
 const char *bridge_runtime_venv(void);

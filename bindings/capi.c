@@ -30,7 +30,8 @@ static int bridge_recognize(const unsigned char *bytes, size_t len, char **out_t
 static int bridge_engine_new(const ocr_options *o, uint64_t *out_id);
 static int bridge_engine_free(uint64_t id);
 static int bridge_engine_recognize(uint64_t id, const unsigned char *bytes, size_t len, int mode,
-                                   int use_cls, float min_score, ocr_result **out);
+                                   int use_cls, float min_score, const char *pages, ocr_result **out);
+static int bridge_render(const ocr_result *r, int format, char **out);
 
 /* ---- per-thread last error ------------------------------------------------ */
 
@@ -76,19 +77,48 @@ static void clear_error(void)
 
 /* ---- strings and results handed to C --------------------------------------- */
 
+/*
+ * A result is filled by bridge.py (the struct layouts are declared to cffi in build_lib.py),
+ * all of it allocated here: calloc'd arrays whose counts are set as soon as they exist, so
+ * that ocr_result_free can release a result that failed half-way. Boxes and scores are
+ * kept as double, as Python had them, so that ocr_result_render gives the same output as
+ * the Python renderers.
+ */
+struct ocr_word {
+    char *text;
+    double score;
+    double box[8];
+};
+
 struct ocr_line {
     char *text;
-    float score;
-    float box[8];
+    double score;
+    double box[8];
+    int block;
+    int row;
+    size_t word_count;
+    struct ocr_word *words;
+};
+
+struct ocr_page {
+    int number;
+    int width;
+    int height;
+    size_t first_line;
+    size_t line_count;
+    char *text;
 };
 
 struct ocr_result {
     size_t line_count;
     struct ocr_line *lines;
+    size_t page_count;
+    struct ocr_page *pages;
     char *text;
     char *json;
-    int width;
-    int height;
+    char *model;
+    int document; /* 1 for a PDF or multi-page TIFF */
+    int dpi;      /* a PDF's rendering resolution, else 0 */
 };
 
 struct ocr_engine {
@@ -105,43 +135,23 @@ static char *copy_string(const char *s, size_t n)
     return p;
 }
 
-/* A malloc'd, NUL-terminated copy of s[0..n) for ocr_recognize's caller; NULL if out of memory. */
+/* A malloc'd, NUL-terminated copy of s[0..n) for the caller or a result; NULL if out of memory. */
 static char *bridge_strdup(const char *s, size_t n)
 {
     return copy_string(s, n);
 }
 
-/* A result with room for `line_count` lines; NULL if out of memory. */
-static ocr_result *bridge_result_new(size_t line_count, const char *text, size_t text_len,
-                                     const char *json, size_t json_len, int width, int height)
+/* Zeroed memory for a result's parts; NULL if out of memory (or n is 0). */
+static void *bridge_calloc(size_t n, size_t size)
 {
-    ocr_result *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    r->lines = line_count ? calloc(line_count, sizeof *r->lines) : NULL;
-    r->text = copy_string(text, text_len);
-    r->json = copy_string(json, json_len);
-    if ((line_count && !r->lines) || !r->text || !r->json) {
-        ocr_result_free(r);
-        return NULL;
-    }
-    r->line_count = line_count;
-    r->width = width;
-    r->height = height;
-    return r;
+    return n ? calloc(n, size) : NULL;
 }
 
-/* Fills line i of a result from bridge_result_new; 0 on success, -1 if out of memory. */
-static int bridge_result_set_line(ocr_result *r, size_t i, const char *text, size_t text_len,
-                                  float score, const float *box)
+static void copy_box(float xy[8], const double box[8])
 {
-    struct ocr_line *line = &r->lines[i];
-    line->text = copy_string(text, text_len);
-    if (!line->text)
-        return -1;
-    line->score = score;
-    memcpy(line->box, box, sizeof line->box);
-    return 0;
+    int k;
+    for (k = 0; k < 8; k++)
+        xy[k] = (float)box[k];
 }
 
 /* ---- finding the runtime and starting Python ----------------------------- */
@@ -415,9 +425,9 @@ CRNNOCR_API void ocr_engine_free(ocr_engine *e)
     free(e);
 }
 
-/* mode, use_cls and min_score < 0 ask bridge.py for the engine's own defaults. */
+/* mode, use_cls and min_score < 0, pages NULL ask bridge.py for the engine's own defaults. */
 static int engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t len, int mode,
-                            int use_cls, float min_score, ocr_result **out)
+                            int use_cls, float min_score, const char *pages, ocr_result **out)
 {
     clear_error();
     if (out)
@@ -432,7 +442,7 @@ static int engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t le
     }
     if (ensure_python() != 0)
         return tls_error_code;
-    if (!bridge_engine_recognize(e->id, bytes, len, mode, use_cls, min_score, out))
+    if (!bridge_engine_recognize(e->id, bytes, len, mode, use_cls, min_score, pages, out))
         bridge_did_not_run();
     return tls_error_code;
 }
@@ -440,7 +450,13 @@ static int engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t le
 CRNNOCR_API int ocr_engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t len,
                                      ocr_result **out)
 {
-    return engine_recognize(e, bytes, len, -1, -1, -1.0f, out);
+    return engine_recognize(e, bytes, len, -1, -1, -1.0f, NULL, out);
+}
+
+CRNNOCR_API int ocr_engine_recognize_pages(ocr_engine *e, const unsigned char *bytes, size_t len,
+                                           const char *pages, ocr_result **out)
+{
+    return engine_recognize(e, bytes, len, -1, -1, -1.0f, pages, out);
 }
 
 CRNNOCR_API int ocr_engine_recognize_with(ocr_engine *e, const unsigned char *bytes, size_t len,
@@ -454,7 +470,7 @@ CRNNOCR_API int ocr_engine_recognize_with(ocr_engine *e, const unsigned char *by
         bridge_set_error(OCR_E_BAD_REQUEST, "ocr_engine_recognize_with: mode must be OCR_MODE_PAGE or OCR_MODE_LINE");
         return OCR_E_BAD_REQUEST;
     }
-    return engine_recognize(e, bytes, len, (int)mode, use_cls != 0, min_score, out);
+    return engine_recognize(e, bytes, len, (int)mode, use_cls != 0, min_score, NULL, out);
 }
 
 CRNNOCR_API size_t ocr_result_line_count(const ocr_result *r)
@@ -469,15 +485,114 @@ CRNNOCR_API const char *ocr_result_line_text(const ocr_result *r, size_t i)
 
 CRNNOCR_API float ocr_result_line_score(const ocr_result *r, size_t i)
 {
-    return r && i < r->line_count ? r->lines[i].score : -1.0f;
+    return r && i < r->line_count ? (float)r->lines[i].score : -1.0f;
 }
 
 CRNNOCR_API int ocr_result_line_box(const ocr_result *r, size_t i, float xy[8])
 {
     if (!r || !xy || i >= r->line_count)
         return OCR_E_BAD_REQUEST;
-    memcpy(xy, r->lines[i].box, sizeof r->lines[i].box);
+    copy_box(xy, r->lines[i].box);
     return OCR_OK;
+}
+
+static const struct ocr_word *word_at(const ocr_result *r, size_t line, size_t word)
+{
+    return r && line < r->line_count && word < r->lines[line].word_count ? &r->lines[line].words[word]
+                                                                         : NULL;
+}
+
+CRNNOCR_API size_t ocr_result_word_count(const ocr_result *r, size_t line)
+{
+    return r && line < r->line_count ? r->lines[line].word_count : 0;
+}
+
+CRNNOCR_API const char *ocr_result_word_text(const ocr_result *r, size_t line, size_t word)
+{
+    const struct ocr_word *w = word_at(r, line, word);
+    return w ? w->text : NULL;
+}
+
+CRNNOCR_API float ocr_result_word_score(const ocr_result *r, size_t line, size_t word)
+{
+    const struct ocr_word *w = word_at(r, line, word);
+    return w ? (float)w->score : -1.0f;
+}
+
+CRNNOCR_API int ocr_result_word_box(const ocr_result *r, size_t line, size_t word, float xy[8])
+{
+    const struct ocr_word *w = word_at(r, line, word);
+    if (!w || !xy)
+        return OCR_E_BAD_REQUEST;
+    copy_box(xy, w->box);
+    return OCR_OK;
+}
+
+CRNNOCR_API size_t ocr_result_page_count(const ocr_result *r)
+{
+    return r ? r->page_count : 0;
+}
+
+CRNNOCR_API int ocr_result_is_document(const ocr_result *r)
+{
+    return r ? r->document : 0;
+}
+
+CRNNOCR_API int ocr_result_page_number(const ocr_result *r, size_t p)
+{
+    return r && p < r->page_count ? r->pages[p].number : 0;
+}
+
+CRNNOCR_API int ocr_result_page_width(const ocr_result *r, size_t p)
+{
+    return r && p < r->page_count ? r->pages[p].width : 0;
+}
+
+CRNNOCR_API int ocr_result_page_height(const ocr_result *r, size_t p)
+{
+    return r && p < r->page_count ? r->pages[p].height : 0;
+}
+
+CRNNOCR_API const char *ocr_result_page_text(const ocr_result *r, size_t p)
+{
+    return r && p < r->page_count ? r->pages[p].text : NULL;
+}
+
+CRNNOCR_API int ocr_result_page_lines(const ocr_result *r, size_t p, size_t *first, size_t *count)
+{
+    if (!r || !first || !count || p >= r->page_count)
+        return OCR_E_BAD_REQUEST;
+    *first = r->pages[p].first_line;
+    *count = r->pages[p].line_count;
+    return OCR_OK;
+}
+
+CRNNOCR_API int ocr_result_render(const ocr_result *r, ocr_format format, char **out)
+{
+    const char *stored;
+    clear_error();
+    if (out)
+        *out = NULL;
+    if (!r || !out) {
+        bridge_set_error(OCR_E_BAD_REQUEST, "ocr_result_render: result or out is NULL");
+        return OCR_E_BAD_REQUEST;
+    }
+    if (format == OCR_FORMAT_JSON || format == OCR_FORMAT_TEXT) {
+        stored = format == OCR_FORMAT_JSON ? r->json : r->text;
+        *out = copy_string(stored, strlen(stored));
+        if (!*out)
+            bridge_set_error(OCR_E_INTERNAL, "ocr_result_render: out of memory");
+        return tls_error_code;
+    }
+    if (format != OCR_FORMAT_HOCR && format != OCR_FORMAT_ALTO && format != OCR_FORMAT_TSV) {
+        bridge_set_error(OCR_E_BAD_REQUEST, "ocr_result_render: unknown format");
+        return OCR_E_BAD_REQUEST;
+    }
+    if (ensure_python() != 0)
+        return tls_error_code;
+    if (!bridge_render(r, (int)format, out))
+        bridge_did_not_run();
+    return tls_error_code;
 }
 
 CRNNOCR_API const char *ocr_result_text(const ocr_result *r)
@@ -492,23 +607,31 @@ CRNNOCR_API const char *ocr_result_json(const ocr_result *r)
 
 CRNNOCR_API int ocr_result_width(const ocr_result *r)
 {
-    return r ? r->width : 0;
+    return ocr_result_page_width(r, 0);
 }
 
 CRNNOCR_API int ocr_result_height(const ocr_result *r)
 {
-    return r ? r->height : 0;
+    return ocr_result_page_height(r, 0);
 }
 
 CRNNOCR_API void ocr_result_free(ocr_result *r)
 {
-    size_t i;
+    size_t i, j;
     if (!r)
         return;
-    for (i = 0; i < r->line_count; i++)
+    for (i = 0; i < r->line_count && r->lines; i++) {
+        for (j = 0; j < r->lines[i].word_count && r->lines[i].words; j++)
+            free(r->lines[i].words[j].text);
+        free(r->lines[i].words);
         free(r->lines[i].text);
+    }
+    for (i = 0; i < r->page_count && r->pages; i++)
+        free(r->pages[i].text);
     free(r->lines);
+    free(r->pages);
     free(r->text);
     free(r->json);
+    free(r->model);
     free(r);
 }

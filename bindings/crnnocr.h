@@ -1,5 +1,5 @@
 /*
- * crnnocr.h - the C API of libcrnnocr: image bytes in, recognised text out.
+ * crnnocr.h - the C API of libcrnnocr: image or document bytes in, recognised text out.
  *
  * libcrnnocr runs the crnnocr engine (a DB text detector and a CRNN/CTC line
  * recogniser on ONNX Runtime or OpenVINO) inside an embedded Python interpreter
@@ -28,6 +28,11 @@
  *    allocator and must be released with the matching function named in its
  *    documentation (ocr_free, ocr_result_free, ocr_engine_free); never with
  *    free(). Input buffers are only read during the call and never kept.
+ *  - Documents. Input is an image (JPEG, PNG, BMP, TIFF, WebP) or a document: a
+ *    PDF (each page rendered at options.dpi) or a TIFF of several frames. A
+ *    document is read page by page, holding one page's pixels at a time; its
+ *    result has one page per page read, and its text separates pages with a form
+ *    feed ('\f'), as Tesseract does. An image is a result of one page.
  *  - Threads. All functions may be called from any thread. An engine may be
  *    used by many threads at once; a result belongs to whoever holds it.
  *    The first call that needs the engine starts Python; concurrent first calls
@@ -49,7 +54,7 @@
  *                         then $CRNNOCR_HOME/.venv)
  *      CRNNOCR_MODEL_DIR, CRNNOCR_PACK, CRNNOCR_THREADS, CRNNOCR_MAX_BYTES,
  *      CRNNOCR_MAX_PIXELS, CRNNOCR_DET_MAX_SIDE, CRNNOCR_BACKEND, CRNNOCR_TIMEOUT_S,
- *      CRNNOCR_MAX_REGIONS
+ *      CRNNOCR_MAX_REGIONS, CRNNOCR_MAX_PAGES
  *                         engine defaults, as for the CGI (see README)
  *    If the host process has already started a Python interpreter itself, the
  *    library joins it and adds its runtime to that interpreter's sys.path.
@@ -87,9 +92,11 @@ typedef enum ocr_status {
     OCR_E_LENGTH_REQUIRED = 3,        /* [length_required] HTTP only; never from this library */
     OCR_E_PAYLOAD_TOO_LARGE = 4,      /* [payload_too_large] input longer than max_bytes */
     OCR_E_IMAGE_TOO_LARGE = 5,        /* [image_too_large] width*height over max_pixels, found
-                                         from the header before decoding (pixel bombs) */
-    OCR_E_UNSUPPORTED_MEDIA_TYPE = 6, /* [unsupported_media_type] not JPEG, PNG, BMP, TIFF or WebP */
-    OCR_E_DECODE_FAILED = 7,          /* [decode_failed] truncated or corrupt image */
+                                         from the header before decoding (pixel bombs); for
+                                         a PDF page, from its size and the dpi before rendering */
+    OCR_E_UNSUPPORTED_MEDIA_TYPE = 6, /* [unsupported_media_type] not JPEG, PNG, BMP, TIFF, WebP
+                                         or PDF */
+    OCR_E_DECODE_FAILED = 7,          /* [decode_failed] truncated or corrupt image or PDF */
     OCR_E_MODEL_UNAVAILABLE = 8,      /* [model_unavailable] the engine cannot run: model pack
                                          missing or corrupt, or the library's Python runtime
                                          cannot be found or started; the message says what to do */
@@ -100,7 +107,8 @@ typedef enum ocr_status {
                                          work (503 with Retry-After); never from this library */
     OCR_E_TOO_MANY_REGIONS = 12,      /* [too_many_regions] the page holds more text regions than
                                          the engine's limit (CRNNOCR_MAX_REGIONS, default 1000) */
-    OCR_E_TOO_MANY_PAGES = 13,        /* [too_many_pages] the document has more pages than the limit */
+    OCR_E_TOO_MANY_PAGES = 13,        /* [too_many_pages] more pages to read than max_pages (select
+                                         fewer with options.pages or ocr_engine_recognize_pages) */
     OCR_E_DOCUMENT_ENCRYPTED = 14,    /* [document_encrypted] the document is password-protected */
     OCR_E_NOT_FOUND = 15              /* [not_found] HTTP only: no such job; never from this library */
 } ocr_status;
@@ -110,6 +118,18 @@ typedef enum ocr_mode {
     OCR_MODE_PAGE = 0, /* detect text lines anywhere in the image, in reading order */
     OCR_MODE_LINE = 1  /* the whole image is one text line (no detection; faster) */
 } ocr_mode;
+
+/* What ocr_result_render writes. */
+typedef enum ocr_format {
+    OCR_FORMAT_JSON = 0, /* the CGI's JSON document, as ocr_result_json() */
+    OCR_FORMAT_TEXT = 1, /* the text as a person reads it, as ocr_result_text() */
+    OCR_FORMAT_HOCR = 2, /* hOCR 1.2 (XHTML): ocr_page, ocr_carea, ocr_par, ocr_line, ocrx_word
+                            with bbox and x_wconf, as Tesseract writes it */
+    OCR_FORMAT_ALTO = 3, /* ALTO v4 XML: Page, TextBlock, TextLine, String (HPOS, VPOS, WIDTH,
+                            HEIGHT, WC) and SP */
+    OCR_FORMAT_TSV = 4   /* Tesseract's 12-column TSV: levels 1-5 (page, block, paragraph,
+                            line, word), conf -1 on all levels but words */
+} ocr_format;
 
 /* ------------------------------------------------------------------------ */
 /* Version, errors, memory                                                   */
@@ -143,7 +163,7 @@ const char *ocr_last_error_detail(void);
  */
 const char *ocr_strerror(int code);
 
-/* Frees a string returned by ocr_recognize. NULL-safe. */
+/* Frees a string returned by ocr_recognize or ocr_result_render. NULL-safe. */
 void ocr_free(void *p);
 
 /* ------------------------------------------------------------------------ */
@@ -151,10 +171,12 @@ void ocr_free(void *p);
 /* ------------------------------------------------------------------------ */
 
 /*
- * Recognises the text of one image held in memory (JPEG, PNG, BMP, TIFF or WebP).
+ * Recognises the text of one image held in memory (JPEG, PNG, BMP, TIFF or WebP)
+ * or of a document (PDF, multi-page TIFF: every page, at most 50 by default).
  *
  * Returns the text as a NUL-terminated UTF-8 string, as ocr_result_text() gives
- * it, and "" when the image has no text; free it with ocr_free(). Returns NULL on
+ * it (a document's pages separated by '\f'), and "" when the image has no text;
+ * free it with ocr_free(). Returns NULL on
  * failure; ocr_last_error_code() / ocr_last_error() tell why. NULL `bytes`
  * or `len` 0 fail with OCR_E_BAD_REQUEST.
  *
@@ -202,7 +224,7 @@ typedef struct ocr_options {
     float min_score;        /* drop lines whose confidence is below this, 0..1; negative (the
                                default) = the mode's: 0.5 in page mode, where weak lines are
                                mostly spurious detections, 0 in line mode (as the CLI and CGI) */
-    /* Appended later; a caller built with an older header (smaller struct_size) gets the default: */
+    /* Appended later; a caller built with an older header (smaller struct_size) gets the defaults: */
     const char *backend;    /* inference runtime: "onnxruntime", "openvino" or "auto"; NULL =
                                CRNNOCR_BACKEND or "auto". On a CPU with AVX-512 BF16 or AMX,
                                "auto" reads the engine's first call on ONNX Runtime (the fastest
@@ -215,6 +237,11 @@ typedef struct ocr_options {
                                with OCR_E_TIMEOUT (one step already running, e.g. decoding or one
                                inference run, finishes first). 0 = no limit; -1 (the default) =
                                CRNNOCR_TIMEOUT_S in seconds, else 20000 (20 s, as the CGI's) */
+    int dpi;                /* resolution PDF pages are rendered at, 30..1200; 0 = 200 */
+    const char *pages;      /* pages of a document to read, e.g. "1-3,7" or "5-" (page 5 to the
+                               end); NULL = all. An image is page 1 */
+    int max_pages;          /* refuse a document with more pages to read than this
+                               (OCR_E_TOO_MANY_PAGES); 0 = CRNNOCR_MAX_PAGES or 50 */
 } ocr_options;
 
 /* Fills *o with the defaults described above. NULL-safe. No Python needed. */
@@ -245,11 +272,13 @@ void ocr_engine_free(ocr_engine *e);
  * result in *out (set to NULL on failure); release it with ocr_result_free().
  *
  * Returns OCR_OK or the reason of the failure: OCR_E_BAD_REQUEST (NULL engine,
- * `bytes` or `out`, `len` 0), OCR_E_PAYLOAD_TOO_LARGE, OCR_E_IMAGE_TOO_LARGE,
- * OCR_E_UNSUPPORTED_MEDIA_TYPE, OCR_E_DECODE_FAILED, OCR_E_MODEL_UNAVAILABLE,
- * OCR_E_TIMEOUT, OCR_E_TOO_MANY_REGIONS or OCR_E_INTERNAL; ocr_last_error()
- * says why. Finding no text is a
- * success with 0 lines. Thread-safe: many threads may share one engine.
+ * `bytes` or `out`, `len` 0, a selected page past the end), OCR_E_PAYLOAD_TOO_LARGE,
+ * OCR_E_IMAGE_TOO_LARGE, OCR_E_UNSUPPORTED_MEDIA_TYPE, OCR_E_DECODE_FAILED,
+ * OCR_E_TOO_MANY_PAGES, OCR_E_DOCUMENT_ENCRYPTED (a PDF that needs a password),
+ * OCR_E_MODEL_UNAVAILABLE, OCR_E_TIMEOUT (a document may also stop between pages),
+ * OCR_E_TOO_MANY_REGIONS or OCR_E_INTERNAL; ocr_last_error() says why.
+ * Finding no text is a success with 0 lines. Thread-safe: many threads may share
+ * one engine (PDF pages are rendered one thread at a time; the OCR runs in parallel).
  */
 int ocr_engine_recognize(ocr_engine *e, const unsigned char *bytes, size_t len, ocr_result **out);
 
@@ -263,14 +292,23 @@ int ocr_engine_recognize_with(ocr_engine *e, const unsigned char *bytes, size_t 
                               ocr_mode mode, int use_cls, float min_score, ocr_result **out);
 
 /*
+ * As ocr_engine_recognize, but reading only `pages` of a document, e.g. "1-3,7"
+ * (NULL = the engine's options.pages). A malformed selection, or a page past the
+ * end, fails with OCR_E_BAD_REQUEST.
+ */
+int ocr_engine_recognize_pages(ocr_engine *e, const unsigned char *bytes, size_t len,
+                               const char *pages, ocr_result **out);
+
+/*
  * Result accessors. They never fail on a valid result, need no Python, and the
- * strings they return live as long as the result. Lines are in reading order.
+ * strings they return live as long as the result. Lines are in reading order,
+ * page after page, numbered across the whole result (see ocr_result_page_lines).
  * An index out of range gets NULL, a score of -1 or OCR_E_BAD_REQUEST; a NULL
  * result has 0 lines, NULL texts and size 0. They do not change the thread's
  * last error.
  */
 
-/* Number of text lines found (0 when the image has no text). */
+/* Number of text lines found, on all pages (0 when there is no text). */
 size_t ocr_result_line_count(const ocr_result *r);
 
 /* Text of line i, UTF-8. */
@@ -281,26 +319,76 @@ float ocr_result_line_score(const ocr_result *r, size_t i);
 
 /*
  * Box of line i: four corners x0,y0 .. x3,y3 clockwise from top-left, in pixels
- * of the image as displayed (after EXIF orientation). Returns OCR_OK, or
- * OCR_E_BAD_REQUEST (and leaves xy untouched) for a NULL result or index.
+ * of its page as displayed (after EXIF orientation; a PDF page as rendered at
+ * the dpi). Returns OCR_OK, or OCR_E_BAD_REQUEST (and leaves xy untouched) for a
+ * NULL result or index.
  */
 int ocr_result_line_box(const ocr_result *r, size_t i, float xy[8]);
+
+/*
+ * Words of line i: its maximal runs of non-space characters, in reading order,
+ * each with its text, its confidence (mean character probability, 0..1) and its
+ * box (four corners, in the corner order of the line's box), placed from where the
+ * recogniser read each character. Out of range: 0 words, NULL, -1, OCR_E_BAD_REQUEST.
+ */
+size_t ocr_result_word_count(const ocr_result *r, size_t line);
+const char *ocr_result_word_text(const ocr_result *r, size_t line, size_t word);
+float ocr_result_word_score(const ocr_result *r, size_t line, size_t word);
+int ocr_result_word_box(const ocr_result *r, size_t line, size_t word, float xy[8]);
+
+/*
+ * Pages read: 1 for an image, one per page read for a document (only the
+ * selected ones), in document order; indices p run from 0. Out of range: 0, NULL
+ * or OCR_E_BAD_REQUEST.
+ */
+size_t ocr_result_page_count(const ocr_result *r);
+
+/* Nonzero when the input was a document (PDF, multi-page TIFF), 0 for an image. */
+int ocr_result_is_document(const ocr_result *r);
+
+/* Number of page p in its document, from 1 (1 for an image). */
+int ocr_result_page_number(const ocr_result *r, size_t p);
+
+/* Size of page p in pixels (a PDF page as rendered at the dpi). */
+int ocr_result_page_width(const ocr_result *r, size_t p);
+int ocr_result_page_height(const ocr_result *r, size_t p);
+
+/* Text of page p, as ocr_result_text() gives a single page's. */
+const char *ocr_result_page_text(const ocr_result *r, size_t p);
+
+/*
+ * The lines of page p: indices *first .. *first + *count - 1 of the line accessors.
+ * Returns OCR_OK, or OCR_E_BAD_REQUEST (outputs untouched) for a NULL argument or p.
+ */
+int ocr_result_page_lines(const ocr_result *r, size_t p, size_t *first, size_t *count);
 
 /*
  * The page's text as a person reads it: the lines of a row joined by a space,
  * rows by '\n', blocks (columns, cells of a grid, paragraphs) by a blank line;
  * "" when there are no lines. Lines are in reading order, a row's left to right.
+ * A document's pages are separated by a form feed ('\f').
  */
 const char *ocr_result_text(const ocr_result *r);
 
 /*
- * The result as the CGI's JSON document, UTF-8:
- * {"ok":true,"text":...,"lines":[{"text","score","box"}],"image":{"width","height"},
- *  "model":...,"timing_ms":{...}}
+ * The result as the CGI's JSON document, UTF-8. An image:
+ * {"ok":true,"text":...,"lines":[{"text","score","box","block","row"}],
+ *  "image":{"width","height"},"model":...,"timing_ms":{...}}
+ * A document: "pages":[{"number","text","lines":[...],"image":{...}}] and
+ * "document":{"format":"PDF"|"TIFF","page_count","dpi"} in place of "lines" and "image".
  */
 const char *ocr_result_json(const ocr_result *r);
 
-/* Size of the image in pixels (after EXIF orientation). */
+/*
+ * Renders the result in `format` into a new NUL-terminated UTF-8 string stored in
+ * *out (NULL on failure); free it with ocr_free(). Returns OCR_OK, or
+ * OCR_E_BAD_REQUEST for a NULL argument or an unknown format. JSON and TEXT copy
+ * ocr_result_json() and ocr_result_text(); the others run the same renderers as the
+ * CGI's format= and the CLI's --format. Thread-safe; the result is only read.
+ */
+int ocr_result_render(const ocr_result *r, ocr_format format, char **out);
+
+/* Size of the image, or of a document's first page read, in pixels (after EXIF orientation). */
 int ocr_result_width(const ocr_result *r);
 int ocr_result_height(const ocr_result *r);
 

@@ -1,12 +1,15 @@
 /*
- * ocr_file - print the text of image files, using libcrnnocr.
+ * ocr_file - print the text of image files and documents (PDF, TIFF), using libcrnnocr.
  *
- *   ocr_file [--json] [--line] IMAGE...
+ *   ocr_file [--json] [--format FORMAT] [--line] [--pages PAGES] [--dpi DPI] FILE...
  *
- *   --json  print the result as the CGI's JSON document, one line per image
- *   --line  treat each image as a single text line (no detection)
+ *   --json           print the result as the CGI's JSON document, one line per file
+ *   --format FORMAT  print the result as text (default), json, hocr, alto or tsv
+ *   --line           treat each image as a single text line (no detection)
+ *   --pages PAGES    pages of a document to read, e.g. 1-3,7 (default: all)
+ *   --dpi DPI        resolution PDF pages are rendered at (default: 200)
  *
- * With several images, each text is preceded by "==> IMAGE <==" (as head(1) does).
+ * With several files, each text is preceded by "==> FILE <==" (as head(1) does).
  * Exit status: 0 when every image was read; otherwise the crnnocr status code
  * (1..10, see crnnocr.h) of the last image that failed, 66 if a file could not
  * be read, 64 on a usage error.
@@ -59,20 +62,42 @@ static unsigned char *read_file(const char *path, size_t *len)
 
 static void usage(FILE *out)
 {
-    fputs("usage: ocr_file [--json] [--line] IMAGE...\n", out);
+    fputs("usage: ocr_file [--json] [--format text|json|hocr|alto|tsv] [--line] [--pages PAGES]"
+          " [--dpi DPI] FILE...\n", out);
+}
+
+/* The ocr_format named `name`; -1 if there is none. */
+static int parse_format(const char *name)
+{
+    static const char *const names[] = {"json", "text", "hocr", "alto", "tsv"};
+    int i;
+    for (i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
 }
 
 int main(int argc, char **argv)
 {
-    int json = 0, status = 0, first_image = 1, i, code;
+    int format = OCR_FORMAT_TEXT, status = 0, first_image = 1, i, code;
     ocr_options options;
     ocr_engine *engine = NULL;
 
     ocr_options_init(&options);
     for (; first_image < argc && argv[first_image][0] == '-'; first_image++) {
-        if (strcmp(argv[first_image], "--json") == 0)
-            json = 1;
-        else if (strcmp(argv[first_image], "--line") == 0)
+        const char *arg = argv[first_image], *value = first_image + 1 < argc ? argv[first_image + 1] : NULL;
+        if (strcmp(arg, "--json") == 0)
+            format = OCR_FORMAT_JSON;
+        else if (strcmp(arg, "--format") == 0 && value && parse_format(value) >= 0) {
+            format = parse_format(value);
+            first_image++;
+        } else if (strcmp(arg, "--pages") == 0 && value) {
+            options.pages = value;
+            first_image++;
+        } else if (strcmp(arg, "--dpi") == 0 && value) {
+            options.dpi = atoi(value);
+            first_image++;
+        } else if (strcmp(argv[first_image], "--line") == 0)
             options.mode = OCR_MODE_LINE;
         else if (strcmp(argv[first_image], "--help") == 0) {
             usage(stdout);
@@ -113,12 +138,22 @@ int main(int argc, char **argv)
             status = code;
             continue;
         }
-        if (json) {
+        if (format == OCR_FORMAT_JSON) {
             puts(ocr_result_json(result));
-        } else {
+        } else if (format == OCR_FORMAT_TEXT) {
             if (argc - first_image > 1)
                 printf("==> %s <==\n", argv[i]);
             puts(ocr_result_text(result));
+        } else {
+            char *rendered = NULL;
+            code = ocr_result_render(result, (ocr_format)format, &rendered);
+            if (code == OCR_OK)
+                fputs(rendered, stdout);
+            else {
+                fprintf(stderr, "ocr_file: %s: %s\n", argv[i], ocr_last_error());
+                status = code;
+            }
+            ocr_free(rendered);
         }
         ocr_result_free(result);
     }

@@ -15,6 +15,8 @@
  *                                    `timeout_ms` existed
  *   test_api limits PAGE LINE        PAGE with timeout_ms 1 and 0 (no limit), then LINE in line
  *                                    mode with the default min_score
+ *   test_api document FILE [PAGES]   one result read through every page, line and word accessor,
+ *                                    then rendered in every format (each to FILE.<format>)
  *
  * Output is one tab-separated record per line (see each command), for the test to parse.
  */
@@ -250,6 +252,68 @@ static int cmd_backends(char **argv)
     return 0;
 }
 
+/* "page\tP\tNUMBER\tWIDTH\tHEIGHT\tFIRST\tCOUNT", "word\tLINE\tTEXT\tSCORE\tXY", "render\tFORMAT\tCODE\tBYTES". */
+static int cmd_document(int argc, char **argv)
+{
+    static const char *const names[] = {"json", "text", "hocr", "alto", "tsv"};
+    size_t len, p, i, j, first = 0, count = 0;
+    unsigned char *data = read_file(argv[2], &len);
+    ocr_engine *e = NULL;
+    ocr_result *r = NULL;
+    float box[8];
+    char path[4096], *out = (char *)1;
+    int code, f;
+
+    code = ocr_engine_new(NULL, &e);
+    if (code == OCR_OK)
+        code = ocr_engine_recognize_pages(e, data, len, argc > 3 ? argv[3] : NULL, &r);
+    free(data);
+    printf("recognize\t%d\t%s\n", code, ocr_last_error());
+    if (code != OCR_OK) {
+        ocr_engine_free(e);
+        return 0;
+    }
+    printf("document\t%d\t%d\t%d\n", ocr_result_is_document(r), (int)ocr_result_page_count(r),
+           (int)ocr_result_line_count(r));
+    for (p = 0; p < ocr_result_page_count(r); p++) {
+        code = ocr_result_page_lines(r, p, &first, &count);
+        printf("page\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", (int)p, ocr_result_page_number(r, p),
+               ocr_result_page_width(r, p), ocr_result_page_height(r, p), (int)first, (int)count, code);
+        printf("page_text\t%d\t%s\n", (int)p, ocr_result_page_text(r, p));
+    }
+    printf("page_out_of_range\t%d\t%d\t%d\n", ocr_result_page_number(r, p), ocr_result_page_text(r, p) == NULL,
+           ocr_result_page_lines(r, p, &first, &count));
+    for (i = 0; i < ocr_result_line_count(r); i++) {
+        for (j = 0; j < ocr_result_word_count(r, i); j++) {
+            code = ocr_result_word_box(r, i, j, box);
+            printf("word\t%d\t%s\t%.4f\t%d\t%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f\n", (int)i,
+                   ocr_result_word_text(r, i, j), (double)ocr_result_word_score(r, i, j), code, (double)box[0],
+                   (double)box[1], (double)box[2], (double)box[3], (double)box[4], (double)box[5],
+                   (double)box[6], (double)box[7]);
+        }
+        printf("word_out_of_range\t%d\t%d\t%.1f\t%d\n", (int)i, ocr_result_word_text(r, i, j) == NULL,
+               (double)ocr_result_word_score(r, i, j), ocr_result_word_box(r, i, j, box));
+    }
+    for (f = 0; f < 5; f++) {
+        FILE *file;
+        code = ocr_result_render(r, (ocr_format)f, &out);
+        printf("render\t%s\t%d\t%d\n", names[f], code, out ? (int)strlen(out) : -1);
+        snprintf(path, sizeof path, "%s.%s", argv[2], names[f]);
+        if (out && (file = fopen(path, "wb")) != NULL) {
+            fputs(out, file);
+            fclose(file);
+        }
+        ocr_free(out);
+    }
+    code = ocr_result_render(r, (ocr_format)9, &out);
+    printf("render\tunknown\t%d\t%d\n", code, out == NULL);
+    code = ocr_result_render(NULL, OCR_FORMAT_TSV, &out);
+    printf("render\tnull\t%d\t%d\n", code, out == NULL);
+    ocr_result_free(r);
+    ocr_engine_free(e);
+    return 0;
+}
+
 /* "limit\tNAME\tCODE\tMESSAGE_OR_LINE_COUNT\tMILLISECONDS" for one recognition. */
 static void report_limit(const char *name, const ocr_options *o, ocr_mode mode, const unsigned char *data,
                          size_t len)
@@ -303,9 +367,11 @@ int main(int argc, char **argv)
         return cmd_maps(argv);
     if (argc == 3 && strcmp(argv[1], "backends") == 0)
         return cmd_backends(argv);
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "document") == 0)
+        return cmd_document(argc, argv);
     if (argc == 4 && strcmp(argv[1], "limits") == 0)
         return cmd_limits(argv);
     fputs("usage: test_api static | inputs GOOD FILE... | engine GOOD [MODEL_DIR] | maps GOOD"
-          " | backends GOOD | limits PAGE LINE\n", stderr);
+          " | backends GOOD | document FILE [PAGES] | limits PAGE LINE\n", stderr);
     return 2;
 }

@@ -27,6 +27,7 @@ ENV_VARS: Mapping[str, str] = {
     "CRNNOCR_MAX_PIXELS": "max_pixels",
     "CRNNOCR_DET_MAX_SIDE": "det_max_side",
     "CRNNOCR_BACKEND": "backend",
+    "CRNNOCR_MAX_PAGES": "max_pages",
     "CRNNOCR_TIMEOUT_S": "timeout_s",
     "CRNNOCR_MAX_REGIONS": "max_regions",
 }
@@ -35,6 +36,9 @@ ENV_VARS: Mapping[str, str] = {
 # line is read, since reading costs ~10 ms a region on one core.
 DEFAULT_MAX_REGIONS = 1000
 DEFAULT_TIMEOUT_S = 20.0
+# Resolutions a PDF page may be rendered at; 200 dpi reads body text well with under half of 300 dpi's pixels.
+DEFAULT_DPI = 200
+MIN_DPI, MAX_DPI = 30, 1200
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class EngineConfig:
     Processes or threads that run side by side want 1 each. ``backend`` is one of ``BACKENDS``.
 
     The limits bound what one call may cost, whoever calls: ``max_bytes`` and ``max_pixels`` the
-    input, ``max_regions`` the text regions of a page (more: ``too_many_regions``, refused right
+    input (each page of a document, rendered or decoded), ``max_pages`` the pages of a document
+    read in one call, ``max_regions`` the text regions of a page (more: ``too_many_regions``, refused right
     after detection), ``timeout_s`` the wall-clock time of a call (then ``timeout``; 0: none).
     They are the operator's, not the caller's, which is why they live here and not in
     ``RecognizeOptions``: a CGI client sets options, and must not be able to raise its own limits.
@@ -59,6 +64,7 @@ class EngineConfig:
     max_pixels: int = 40_000_000
     det_max_side: int = 960
     backend: str = "auto"
+    max_pages: int = 50
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_regions: int = DEFAULT_MAX_REGIONS
 
@@ -66,8 +72,8 @@ class EngineConfig:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         if self.threads < 0:
             raise OcrError(ErrorCode.BAD_REQUEST, "threads must be 0 (all cores) or more")
-        if self.max_bytes <= 0 or self.max_pixels <= 0:
-            raise OcrError(ErrorCode.BAD_REQUEST, "max_bytes and max_pixels must be positive")
+        if self.max_bytes <= 0 or self.max_pixels <= 0 or self.max_pages <= 0:
+            raise OcrError(ErrorCode.BAD_REQUEST, "max_bytes, max_pixels and max_pages must be positive")
         if not 32 <= self.det_max_side <= 8192:
             raise OcrError(ErrorCode.BAD_REQUEST, "det_max_side must be within 32..8192")
         if not 0 <= self.timeout_s < math.inf:  # also rejects NaN
@@ -111,17 +117,28 @@ class RecognizeOptions:
     ``min_score=None`` means the mode's default: 0.5 in page mode, where low scores are mostly
     spurious detections, and 0 in line mode, where the caller says there is a line and a poor
     reading of it is worth more than none.
+
+    For documents: ``dpi`` is the resolution PDF pages are rendered at, and ``pages`` the pages
+    to read, e.g. ``"1-3,7"`` or ``"5-"`` (all when None; a single image is page 1).
     """
 
     mode: Mode = "page"
     use_cls: bool = False
     min_score: float | None = None
+    dpi: int = DEFAULT_DPI
+    pages: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("page", "line"):
             raise OcrError(ErrorCode.BAD_REQUEST, f"mode must be 'page' or 'line', not {self.mode!r}")
         if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
             raise OcrError(ErrorCode.BAD_REQUEST, "min_score must be within 0..1")
+        if not (isinstance(self.dpi, int) and MIN_DPI <= self.dpi <= MAX_DPI):
+            raise OcrError(ErrorCode.BAD_REQUEST, f"dpi must be an integer within {MIN_DPI}..{MAX_DPI}")
+        if self.pages is not None:
+            from .pages import PageSelection
+
+            PageSelection.parse(self.pages)  # refused here, before any input is read
 
     @property
     def score_threshold(self) -> float:

@@ -1,4 +1,5 @@
-"""The engine: decode → detect → crop → classify → recognise → order, with per-stage timings.
+"""The engine: decode → detect → crop → classify → recognise → order → words, with per-stage
+timings; a document (``ocr_core.pages``) goes through it page by page.
 
 An Engine is built once (``Engine.load``) and is immutable afterwards: every call keeps its state
 in local variables, so one engine serves many threads at once. The detector and classifier
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
@@ -24,11 +26,13 @@ from .deadline import Deadline
 from .detect import Detector
 from .errors import ErrorCode, OcrError
 from .image import MAX_SIDE, decode_image, load_decoders
-from .layout import add_margin, crop_quad, detection_margin
+from .layout import CropFrame, add_margin, crop_frame, detection_margin
 from .packs import PackSpec, check_installed, installed_packs, pack_spec
+from .pages import PageSelection, open_document, select_pages
 from .reading_order import arrange
 from .recognize import Recognizer, load_charset
-from .result import OcrResult, TextLine, Timings
+from .result import DocumentResult, OcrResult, Page, TextLine, Timings
+from .words import place_words
 
 if TYPE_CHECKING:
     from .handover import HandoverEngine
@@ -60,6 +64,11 @@ class _Once(Generic[T]):
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def _check_between_pages(deadline: Deadline, done: int, total: int) -> None:
+    """After page ``done`` of ``total``: stop with OcrError(timeout) once the deadline has passed."""
+    deadline.check(f"a document, after {done} of {total} pages (select fewer pages)")
 
 
 class Engine:
@@ -133,6 +142,7 @@ class Engine:
                 "max_pixels": self.config.max_pixels,
                 "max_side": MAX_SIDE,
                 "det_max_side": self.config.det_max_side,
+                "max_pages": self.config.max_pages,
                 "max_regions": self.config.max_regions,
                 "timeout_s": self.config.timeout_s,
             },
@@ -140,27 +150,62 @@ class Engine:
 
     def recognize(
         self, data: bytes, options: RecognizeOptions | None = None, *, deadline: Deadline | None = None
-    ) -> OcrResult:
-        """Recognise the text in an encoded image.
+    ) -> OcrResult | DocumentResult:
+        """Recognise the text in an encoded image (an ``OcrResult``) or document (a PDF or a
+        multi-page TIFF: a ``DocumentResult``, read page by page).
 
         The call stops with OcrError(timeout) at ``deadline``: by default ``config.timeout_s``
-        from now; a gateway passes its own, started when the request arrived. Raises OcrError
-        for bad input (see ``ocr_core.image.decode_image``), for a page with more than
+        from now; a gateway passes its own, started when the request arrived. A document is
+        checked between its pages too. Raises OcrError for bad input (see
+        ``ocr_core.image.decode_image``, ``ocr_core.pages``), for a page with more than
         ``config.max_regions`` text regions (too_many_regions) and for a pack that lacks a stage
         the options ask for.
         """
         options = options or RecognizeOptions()
         deadline = deadline or Deadline.start(self.config.timeout_s)
         started = time.perf_counter()
-        image = decode_image(bytes(data), max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels)
-        decode_ms = _ms(started)
-        deadline.check("decoding")
-        bgr = image.bgr
-        h, w = bgr.shape[:2]
+        data = bytes(data)
+        selection = PageSelection.parse(options.pages) if options.pages is not None else None
+        source = open_document(
+            data, dpi=options.dpi, max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels
+        )
+        if source is None:
+            if selection is not None:
+                selection.resolve(1)  # an image is page 1 of 1
+            image = decode_image(data, max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels)
+            decode_ms = _ms(started)
+            deadline.check("decoding")
+            lines, stages = self._read_page(image.bgr, options, deadline)
+            timings = Timings(decode_ms, *stages, _ms(started))
+            return OcrResult(lines, image.width, image.height, self.pack, timings)
+        with closing(source):
+            numbers = select_pages(source, selection, self.config.max_pages)
+            pages = []
+            decode_ms, spent = _ms(started), [0.0, 0.0, 0.0]
+            step = time.perf_counter()
+            for number, bgr in source.render(numbers):
+                decode_ms += _ms(step)
+                lines, stages = self._read_page(bgr, options, deadline)
+                pages.append(Page(number, bgr.shape[1], bgr.shape[0], lines))
+                del bgr  # the next page is decoded while nothing holds this one
+                spent = [a + b for a, b in zip(spent, stages, strict=True)]
+                if len(pages) < len(numbers):
+                    _check_between_pages(deadline, len(pages), len(numbers))
+                step = time.perf_counter()
+        return DocumentResult(
+            pages=tuple(pages), format=source.format, page_count=source.page_count, dpi=source.dpi,
+            model=self.pack, timings=Timings(decode_ms, *spent, _ms(started)),
+        )
 
+    def _read_page(self, bgr: np.ndarray, options: RecognizeOptions,
+                   deadline: Deadline) -> tuple[tuple[TextLine, ...], list[float]]:
+        """The lines of one page in reading order, and the milliseconds of detect, classify and
+        recognise."""
+        h, w = bgr.shape[:2]
         detect_ms = 0.0
         if options.mode == "line":
             quads = [np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)]
+            frames = [CropFrame.whole(h, w)]
             crops = [bgr]
         else:
             step = time.perf_counter()
@@ -175,11 +220,13 @@ class Engine:
                 quad[:, 0] = quad[:, 0].clip(0, w)
                 quad[:, 1] = quad[:, 1].clip(0, h)
                 quads.append(quad)
-            crops = [crop_quad(bgr, q) for q in quads]
+            frames = [crop_frame(q) for q in quads]
+            crops = [frame.warp(bgr) for frame in frames]
             detect_ms = _ms(step)
             deadline.check("text detection")
 
         classify_ms = 0.0
+        flags = [False] * len(crops)
         if options.use_cls and crops:
             step = time.perf_counter()
             flags = self._classifier.get().upside_down(crops, deadline)
@@ -190,19 +237,20 @@ class Engine:
             classify_ms = _ms(step)
 
         step = time.perf_counter()
-        texts = self._recognizer.recognize(crops, deadline) if crops else []
+        readings = self._recognizer.recognize(crops, deadline) if crops else []
         recognize_ms = _ms(step)
 
-        kept = [(quad, text.strip(), score) for quad, (text, score) in zip(quads, texts, strict=True)
-                if text.strip() and score >= options.score_threshold]
+        kept = [k for k, reading in enumerate(readings)
+                if reading.text.strip() and reading.score >= options.score_threshold]
         # Ordered once the lines are read, so that boxes holding no text do not shape the layout.
         lines = []
-        for place in arrange([quad for quad, _text, _score in kept]):
-            quad, text, score = kept[place.index]
-            box = tuple((float(x), float(y)) for x, y in quad)
-            lines.append(TextLine(text=text, score=score, box=box, block=place.block, row=place.row))
-        timings = Timings(decode_ms, detect_ms, classify_ms, recognize_ms, _ms(started))
-        return OcrResult(lines=tuple(lines), width=w, height=h, model=self.pack, timings=timings)
+        for place in arrange([quads[k] for k in kept]):
+            k = kept[place.index]
+            reading = readings[k]
+            box = tuple((float(x), float(y)) for x, y in quads[k])
+            words = place_words(reading, crops[k], frames[k], bool(flags[k]))
+            lines.append(TextLine(reading.text.strip(), reading.score, box, place.block, place.row, words))
+        return tuple(lines), [detect_ms, classify_ms, recognize_ms]
 
 
 _cached: tuple[EngineConfig, Engine | HandoverEngine] | None = None

@@ -29,7 +29,7 @@ from .deadline import Deadline
 from .engine import Engine
 from .packs import PackSpec
 from .process import process_kind
-from .result import OcrResult
+from .result import DocumentResult, OcrResult
 
 
 class HandoverEngine:
@@ -63,7 +63,7 @@ class HandoverEngine:
         return self._engine.info()
 
     def recognize(self, data: bytes, options: RecognizeOptions | None = None, *,
-                  deadline: Deadline | None = None) -> OcrResult:
+                  deadline: Deadline | None = None) -> OcrResult | DocumentResult:
         """As ``Engine.recognize``; a ``deadline`` the caller brings counts the hand-over too."""
         if self._first_call_done and not self._handed_over:
             self._hand_over()

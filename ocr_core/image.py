@@ -84,8 +84,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
-    """Decode ``data`` (JPEG, PNG, BMP, TIFF or WebP) with EXIF orientation applied.
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int, frame: int = 0) -> DecodedImage:
+    """Decode ``data`` (JPEG, PNG, BMP, TIFF or WebP) with EXIF orientation applied; ``frame``
+    picks a page of a multi-page TIFF (``ocr_core.pages``).
 
     Raises OcrError: bad_request (empty), payload_too_large, unsupported_media_type,
     image_too_large, decode_failed.
@@ -107,6 +108,8 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             # PIL's own bomb warning is superseded by the explicit limit below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[fmt])
+            if frame:
+                image.seek(frame)
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise OcrError(ErrorCode.DECODE_FAILED, f"the image header gives a size of {width}×{height}")

@@ -1,6 +1,8 @@
-"""Page geometry: the margin added before detection, and rectified line crops."""
+"""Page geometry: the margin added before detection, rectified line crops and their frames."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -22,17 +24,61 @@ def add_margin(bgr: np.ndarray, margin: int) -> np.ndarray:
     return cv2.copyMakeBorder(bgr, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=colour)
 
 
-def crop_quad(bgr: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The quadrilateral's content warped to an upright rectangle; tall crops are turned to lie flat."""
+@dataclass(frozen=True)
+class CropFrame:
+    """How a line crop relates to the page: the quadrilateral warped to an upright ``width`` ×
+    ``height`` rectangle by ``matrix`` (page → rectangle), then turned a quarter counter-clockwise
+    when ``turned`` (tall text is laid flat for the recogniser)."""
+
+    width: int
+    height: int
+    matrix: np.ndarray
+    turned: bool
+
+    @classmethod
+    def whole(cls, height: int, width: int) -> CropFrame:
+        """The frame of an image read as it is (line mode): no warp, no turn."""
+        return cls(width, height, np.eye(3), False)
+
+    def warp(self, bgr: np.ndarray) -> np.ndarray:
+        crop = cv2.warpPerspective(bgr, self.matrix, (self.width, self.height), flags=cv2.INTER_CUBIC,
+                                   borderMode=cv2.BORDER_REPLICATE)
+        return np.ascontiguousarray(np.rot90(crop)) if self.turned else crop
+
+    @property
+    def reading_width(self) -> int:
+        """Width of the crop as the recogniser reads it (after the turn)."""
+        return self.height if self.turned else self.width
+
+    @property
+    def reading_height(self) -> int:
+        return self.width if self.turned else self.height
+
+    def spans_to_page(self, spans: np.ndarray) -> np.ndarray:
+        """Page quadrilaterals (N×4×2, in the corner order of the line's own quad), each covering
+        the crop's full height between ``x0`` and ``x1`` of a row of ``spans`` (N×2), measured
+        along the text as the recogniser reads it."""
+        x0, x1 = spans[:, 0], spans[:, 1]
+        if self.turned:
+            # rot90 sends the rectangle's (x, y) to (y, width - x): a span of the turned crop
+            # is a band of the rectangle's rows.
+            zero, full = np.zeros_like(x0), np.full_like(x0, self.width)
+            corners = [(zero, x0), (full, x0), (full, x1), (zero, x1)]
+        else:
+            zero, full = np.zeros_like(x0), np.full_like(x0, self.height)
+            corners = [(x0, zero), (x1, zero), (x1, full), (x0, full)]
+        points = np.stack([np.stack(corner, axis=-1) for corner in corners], axis=1).astype(np.float64)
+        page = cv2.perspectiveTransform(points.reshape(1, -1, 2), np.linalg.inv(self.matrix))
+        return page.reshape(-1, 4, 2)
+
+
+def crop_frame(quad: np.ndarray) -> CropFrame:
+    """The frame that rectifies ``quad``: its longer sides set the size; tall crops are turned."""
     tl, tr, br, bl = quad.astype(np.float32)
     width = round(float(max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl))))
     height = round(float(max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr))))
     width, height = max(width, 1), max(height, 1)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
-    crop = cv2.warpPerspective(
-        bgr, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
-    )
-    if height >= 1.5 * width:
-        crop = np.ascontiguousarray(np.rot90(crop))
-    return crop
+    return CropFrame(width, height, matrix, height >= 1.5 * width)
+

@@ -3,13 +3,16 @@
 Crops are resized to the model's height keeping their aspect ratio, grouped into batches of
 similar width (so little of each batch is padding), run, and decoded greedily: the best class per
 time step, repeats collapsed, blanks removed. The confidence is the mean probability of the
-characters kept.
+characters kept. Each character also keeps where it was read: the run of time steps that emitted
+it, in pixels of the crop as given (the model's stride and the resize undone), from which
+``ocr_core.words`` places the words.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -62,6 +65,22 @@ def load_charset(model: InferenceModel, spec: PackSpec, model_dir: Path) -> tupl
     return labels
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One crop's text, its confidence, and per character of ``text``: its probability and the
+    span ``[x0, x1)`` of crop pixels whose time steps emitted it (CTC emits a character somewhere
+    inside its glyph, not across it)."""
+
+    text: str
+    score: float
+    probs: np.ndarray
+    x0: np.ndarray
+    x1: np.ndarray
+
+
+_NOTHING = Reading("", 0.0, np.zeros(0), np.zeros(0), np.zeros(0))
+
+
 class Recognizer:
     """Immutable after construction; ``recognize`` may run in many threads at once."""
 
@@ -85,7 +104,7 @@ class Recognizer:
         height = self._spec.height
         return max(4, min(math.ceil(height * w / max(h, 1)), height * MAX_WIDTH_RATIO))
 
-    def _run_batch(self, crops: Sequence[np.ndarray], widths: Sequence[int]) -> list[tuple[str, float]]:
+    def _run_batch(self, crops: Sequence[np.ndarray], widths: Sequence[int]) -> list[Reading]:
         rec = self._spec
         needed = max(max(widths) + int(rec.height * TRAILING_PAD_RATIO), rec.min_width)
         batch_width = self._model.fit(needed, 1)  # the runtime may prefer a little more padding
@@ -95,27 +114,34 @@ class Recognizer:
             pixels = (pixels * (1.0 / 255.0) - rec.mean) / rec.std
             batch[i, :, :, :width] = pixels.transpose(2, 0, 1)
         probs = self._model.run(batch)
-        return [self._decode(p) for p in probs]
+        # Pixels of input per time step, then of each crop per pixel of its resized width.
+        stride = batch_width / probs.shape[1]
+        return [self._decode(p, stride * crop.shape[1] / width, crop.shape[1])
+                for p, crop, width in zip(probs, crops, widths, strict=True)]
 
-    def _decode(self, probs: np.ndarray) -> tuple[str, float]:
+    def _decode(self, probs: np.ndarray, step_px: float, crop_width: int) -> Reading:
         best = probs.argmax(axis=1)
-        best_prob = probs[np.arange(len(best)), best]
-        keep = best != 0
-        keep[1:] &= best[1:] != best[:-1]
-        indices = best[keep]
-        if indices.size == 0:
-            return "", 0.0
+        # Runs of one class: a character is emitted by a run that is not blank (class 0).
+        starts = np.flatnonzero(np.diff(best, prepend=-1))
+        starts = starts[best[starts] != 0]
+        if starts.size == 0:
+            return _NOTHING
+        ends = np.flatnonzero(np.diff(best, append=-1))
+        ends = ends[best[ends] != 0] + 1
+        indices = best[starts]
+        char_probs = probs[starts, indices]
         text = "".join(self._labels[i] for i in indices)
-        return text, float(best_prob[keep].mean())
+        x0 = np.minimum(starts * step_px, crop_width)
+        x1 = np.minimum(ends * step_px, crop_width)
+        return Reading(text, float(char_probs.mean()), char_probs, x0, x1)
 
-    def recognize(self, crops: Sequence[np.ndarray],
-                  deadline: Deadline = NO_DEADLINE) -> list[tuple[str, float]]:
-        """Text and confidence for each crop (BGR or gray uint8), in the order given.
+    def recognize(self, crops: Sequence[np.ndarray], deadline: Deadline = NO_DEADLINE) -> list[Reading]:
+        """The reading of each crop (BGR or gray uint8), in the order given.
 
         ``deadline`` is checked before each batch (OcrError(timeout) once it has passed)."""
         widths = [self._target_width(c) for c in crops]
         order = sorted(range(len(crops)), key=widths.__getitem__)
-        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        results: list[Reading] = [_NOTHING] * len(crops)
         start = 0
         while start < len(order):
             end = start + 1

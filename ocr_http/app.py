@@ -227,6 +227,7 @@ def health(settings: CgiSettings, services: Services) -> Response:
             "max_bytes": config.max_bytes,
             "max_pixels": config.max_pixels,
             "det_max_side": config.det_max_side,
+            "max_pages": config.max_pages,
             "max_regions": config.max_regions,
             "timeout_s": settings.timeout_s,
         },
@@ -276,22 +277,29 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
             )
         config = engine_config(pack=query.pack)
 
-    if services.cache is not None:
+    # The cache holds the JSON document of a call: it answers JSON (without words) and text.
+    cache = services.cache if query.format in ("json", "text") and not query.words else None
+    if cache is not None:
         looked_up = time.perf_counter()
-        cached = services.cache.lookup(image, config, query.options)
+        cached = cache.lookup(image, config, query.options)
         services.observer.cache_lookup(cached is not None)
         if cached is not None:
             # The stored timings were another call's: this one decoded and recognised nothing.
             timings = Timings(total=(time.perf_counter() - looked_up) * 1000.0).to_dict()
             doc = {**cached, "timing_ms": timings, "cached": True}
-            return text_response(doc["text"]) if query.as_text else json_response(HTTPStatus.OK, doc)
+            return text_response(doc["text"]) if query.format == "text" else json_response(HTTPStatus.OK, doc)
     # The slot before the OCR stack's import: a hit refused as busy costs no memory.
     with services.recognition_slot():
         from ocr_core.engine import get_engine
 
         result = get_engine(config).recognize(image, query.options, deadline=deadline)
     services.observer.recognised(result.timings)
-    doc = result.to_dict()
-    if services.cache is not None:
-        services.cache.store(image, config, query.options, doc)
-    return text_response(doc["text"]) if query.as_text else json_response(HTTPStatus.OK, doc)
+    if query.format not in ("json", "text"):
+        from ocr_core.formats import MEDIA_TYPES
+
+        return Response(HTTPStatus.OK, result.render(query.format).encode("utf-8"),
+                        (("Content-Type", MEDIA_TYPES[query.format]),))
+    doc = result.to_dict(words=query.words)
+    if cache is not None:
+        cache.store(image, config, query.options, doc)
+    return text_response(doc["text"]) if query.format == "text" else json_response(HTTPStatus.OK, doc)

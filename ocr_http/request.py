@@ -1,4 +1,4 @@
-"""What a POST asks for: options from the query string, image bytes from the body.
+"""What a POST asks for: options from the query string, image or document bytes from the body.
 
 Imported for POST only (it pulls in the multipart parser, base64 and JSON). The image's type is
 never taken from the request: the core sniffs magic bytes, so a declared type only chooses how
@@ -23,10 +23,11 @@ from multipart import (
 
 from ocr_core.config import RecognizeOptions
 from ocr_core.errors import ErrorCode, OcrError
+from ocr_core.formats import check_format
 
 IMAGE_FIELDS = ("image", "file", "image_file")
-RAW_TYPES = ("application/octet-stream",)
-QUERY_KEYS = frozenset({"mode", "format", "cls", "pack", "min_score"})
+RAW_TYPES = ("application/octet-stream", "application/pdf")
+QUERY_KEYS = frozenset({"mode", "format", "cls", "pack", "min_score", "pages", "dpi", "words"})
 PACK_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 BOOLS = {"0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 DATA_URL = re.compile(r"data:[^,]*?;base64,", re.IGNORECASE)
@@ -39,15 +40,19 @@ def bad(message: str) -> OcrError:
 
 @dataclass(frozen=True)
 class Query:
-    """Options of one call: how to recognise, how to answer, and which model pack."""
+    """Options of one call: how to recognise, how to answer (a format of ``ocr_core.formats``,
+    with each line's words in JSON or not), and which model pack."""
 
     options: RecognizeOptions
-    as_text: bool = False
+    format: str = "json"
+    words: bool = False
     pack: str | None = None
 
 
 def parse_query(query_string: str) -> Query:
-    """``mode=page|line``, ``format=json|text``, ``cls=0|1``, ``pack=NAME``, ``min_score=0..1``.
+    """``mode=page|line``, ``format=json|text|hocr|alto|tsv``, ``cls=0|1``, ``pack=NAME``,
+    ``min_score=0..1``, and for documents ``pages=1-3,7`` and ``dpi=30..1200``; ``words=0|1`` adds
+    each line's words to the JSON.
 
     Unknown or repeated keys are refused, so that a typo is not silently ignored.
     """
@@ -63,16 +68,21 @@ def parse_query(query_string: str) -> Query:
             raise bad(f"query parameter {key!r} is given more than once")
         params[key] = value.strip()
 
-    fmt = params.get("format", "json").lower()
-    if fmt not in ("json", "text"):
-        raise bad(f"format must be 'json' or 'text', not {fmt!r}")
+    fmt = check_format(params.get("format", "json"))
     changes: dict[str, object] = {}
     if "mode" in params:
         changes["mode"] = params["mode"].lower()
+    for flag in ("cls", "words"):
+        if flag in params and params[flag].lower() not in BOOLS:
+            raise bad(f"{flag} must be 0 or 1, not {params[flag]!r}")
     if "cls" in params:
-        if params["cls"].lower() not in BOOLS:
-            raise bad(f"cls must be 0 or 1, not {params['cls']!r}")
         changes["use_cls"] = BOOLS[params["cls"].lower()]
+    if "pages" in params:
+        changes["pages"] = params["pages"]
+    if "dpi" in params:
+        if not (params["dpi"].isascii() and params["dpi"].isdigit() and len(params["dpi"]) <= 5):
+            raise bad(f"dpi must be a whole number of dots per inch, not {params['dpi']!r}")
+        changes["dpi"] = int(params["dpi"])
     if "min_score" in params:
         try:
             changes["min_score"] = float(params["min_score"])
@@ -81,8 +91,9 @@ def parse_query(query_string: str) -> Query:
     pack = params.get("pack") or None
     if pack is not None and not PACK_NAME.fullmatch(pack):
         raise bad(f"pack {pack!r} is not a valid pack name")
-    # replace() re-runs RecognizeOptions' own validation of mode and min_score.
-    return Query(options=replace(RecognizeOptions(), **changes), as_text=fmt == "text", pack=pack)
+    # replace() re-runs RecognizeOptions' own validation of mode, min_score, pages and dpi.
+    words = BOOLS[params.get("words", "0").lower()]
+    return Query(options=replace(RecognizeOptions(), **changes), format=fmt, words=words, pack=pack)
 
 
 def image_from_body(content_type: str, body: bytes, max_image_bytes: int) -> bytes:
@@ -101,7 +112,8 @@ def image_from_body(content_type: str, body: bytes, max_image_bytes: int) -> byt
     raise OcrError(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         f"Content-Type {media_type!r} is not accepted; send multipart/form-data (field 'image'), "
-        "image/* or application/octet-stream (raw bytes), or application/json {\"image_base64\": ...}",
+        "image/*, application/pdf or application/octet-stream (raw bytes), or application/json "
+        "{\"image_base64\": ...}",
     )
 
 

@@ -109,3 +109,65 @@ def eval_file(relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"SKIPPED LOUDLY: eval file {path} missing (CI has ../shared/eval; set CRNNOCR_EVAL)")
     return path
+
+
+def scanned_pdf(images: list[bytes], dpi: int = 200) -> bytes:
+    """A scanned-style PDF: each image embedded as a page at ``dpi`` (Pillow's PDF writer, JPEG
+    inside), so that rendering it back at ``dpi`` gives the image's own pixel size."""
+    from PIL import Image
+
+    pages = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    out = io.BytesIO()
+    pages[0].save(out, "PDF", save_all=True, append_images=pages[1:], resolution=dpi)
+    return out.getvalue()
+
+
+def multipage_tiff(images: list[bytes]) -> bytes:
+    """The images as the frames of one TIFF (Pillow 13's save_all to TIFF fails; this works)."""
+    from PIL import Image, TiffImagePlugin
+
+    out = io.BytesIO()
+    with TiffImagePlugin.AppendingTiffWriter(out) as tiff:
+        for data in images:
+            Image.open(io.BytesIO(data)).convert("RGB").save(tiff, "TIFF", compression="tiff_deflate")
+            tiff.newFrame()
+    return out.getvalue()
+
+
+def encrypted_pdf(plain: bytes, work: Path) -> bytes:
+    """``plain`` encrypted with a user password by qpdf (Debian's qpdf), as a bank statement is."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("qpdf") is None:
+        pytest.fail("qpdf missing (Debian package qpdf, in setup/debian-packages.txt)")
+    source, target = work / "plain.pdf", work / "encrypted.pdf"
+    source.write_bytes(plain)
+    command = ["qpdf", "--encrypt", "secret", "owner", "256", "--", str(source), str(target)]
+    subprocess.run(command, check=True)
+    return target.read_bytes()
+
+
+def oversized_pdf() -> bytes:
+    """One page of 200 × 200 inches: 40000 pixels a side at 200 dpi, from a 100-pixel image."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (100, 100), "white").save(out, "PDF", resolution=0.5)
+    return out.getvalue()
+
+
+def receipt_pages(count: int = 3) -> list[Sample]:
+    """The first ``count`` scanned receipts of the eval data, or a loud skip without it."""
+    import pytest
+
+    samples = eval_samples("sroie_receipts_en", count)
+    if len(samples) < count:
+        pytest.skip(f"SKIPPED LOUDLY: {EVAL_DIR / 'sroie_receipts_en'} missing (set CRNNOCR_EVAL)")
+    return samples
+
+
+# The eval gate's CER bound for scanned receipts (tests/test_core_eval.py), for the pages of a document.
+RECEIPT_CER = 0.074

@@ -25,7 +25,19 @@ import pytest
 from ocr_core import Engine, EngineConfig, ErrorCode, RecognizeOptions, __version__, backends
 from ocr_core.config import DEFAULT_PACK
 from ocr_core.packs import installed_packs
-from tests.support import FONT, eval_file, weak_line_png
+from tests.support import (
+    FONT,
+    RECEIPT_CER,
+    cer,
+    encrypted_pdf,
+    eval_file,
+    multipage_tiff,
+    oversized_pdf,
+    receipt_pages,
+    render_text,
+    scanned_pdf,
+    weak_line_png,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 C_CLIENT = ROOT / "c_client"
@@ -648,3 +660,81 @@ def test_valgrind_ocr_file(install: Install) -> None:
     )
     assert result.returncode == 0 and "ERROR SUMMARY: 0 errors" in text, findings[:8000] or text[-4000:]
     assert "definitely lost: 0 bytes" in text
+
+
+# ---- documents and formats (issue 13) --------------------------------------------------------------
+
+
+def test_pdf_pages_through_ocr_file(install: Install, norm) -> None:
+    receipts = receipt_pages(3)
+    pdf = install.work / "receipts.pdf"
+    pdf.write_bytes(scanned_pdf([s.read() for s in receipts]))
+    pages = run([install.program("ocr_file"), pdf]).stdout.removesuffix("\n").split("\f")
+    assert cer([s.text for s in receipts], pages, norm) <= RECEIPT_CER
+    tiff = install.work / "receipts.tif"
+    tiff.write_bytes(multipage_tiff([s.read() for s in receipts]))
+    second = run([install.program("ocr_file"), "--pages", "2", tiff]).stdout.removesuffix("\n")
+    assert second == pages[1] or cer([receipts[1].text], [second], norm) <= RECEIPT_CER
+
+
+def test_document_accessors_and_every_format_match_python(install: Install, engine: Engine) -> None:
+    pdf_bytes = scanned_pdf([render_text(["First page words"]), render_text(["Second page", "two rows"]),
+                             render_text(["Third page"])])
+    pdf = install.work / "three.pdf"
+    pdf.write_bytes(pdf_bytes)
+    out = run([install.program("test_api"), "document", pdf, "2-3"]).stdout
+    expected = engine.recognize(pdf_bytes, RecognizeOptions(pages="2-3"))
+    assert records(out, "recognize") == [["0", ""]]
+    assert records(out, "document") == [["1", "2", str(len(expected.lines))]]
+    first = 0
+    for (_p, number, width, height, start, count, code), page in zip(records(out, "page"), expected.pages,
+                                                                      strict=True):
+        assert (int(number), int(width), int(height)) == (page.number, page.width, page.height)
+        assert (int(start), int(count), code) == (first, len(page.lines), "0")
+        first += len(page.lines)
+    assert all(f"page_text\t{i}\t{page.text}\n" in out for i, page in enumerate(expected.pages))
+    assert records(out, "page_out_of_range") == [["0", "1", str(ErrorCode.BAD_REQUEST.number)]]
+    words = records(out, "word")
+    assert [w[1] for w in words] == [w.text for line in expected.lines for w in line.words]
+    assert all(w[3] == "0" for w in words)
+    past_the_end = ["1", "-1.0", str(ErrorCode.BAD_REQUEST.number)]
+    assert all(r[1:] == past_the_end for r in records(out, "word_out_of_range"))
+    renders = {name: (code, size) for name, code, size in records(out, "render")}
+    assert renders["unknown"] == (str(ErrorCode.BAD_REQUEST.number), "1")
+    assert renders["null"] == (str(ErrorCode.BAD_REQUEST.number), "1")
+    for fmt in ("text", "hocr", "alto", "tsv"):
+        assert renders[fmt][0] == "0"
+        assert Path(f"{pdf}.{fmt}").read_text(encoding="utf-8") == expected.render(fmt), fmt
+    from_c = json.loads(Path(f"{pdf}.json").read_text(encoding="utf-8"))
+    mine = expected.to_dict()
+    from_c.pop("timing_ms")
+    mine.pop("timing_ms")
+    assert from_c == mine
+
+
+def test_document_errors_in_c(install: Install, tmp_path: Path) -> None:
+    good = eval_file(LINE_IMAGES[0])
+    two_pages = scanned_pdf([render_text(["One"]), render_text(["Two"]), render_text(["Three"])])
+    cases = {
+        "encrypted.pdf": (encrypted_pdf(two_pages, tmp_path), ErrorCode.DOCUMENT_ENCRYPTED, "password"),
+        "broken.pdf": (b"%PDF-1.7\n" + bytes(range(256)) * 8, ErrorCode.DECODE_FAILED, "PDF"),
+        "huge.pdf": (oversized_pdf(), ErrorCode.IMAGE_TOO_LARGE, "40000×40000"),
+        "three.pdf": (two_pages, ErrorCode.TOO_MANY_PAGES, "limit is 2"),
+    }
+    for name, (data, _code, _text) in cases.items():
+        (install.work / name).write_bytes(data)
+    env = clean_env(CRNNOCR_MAX_PAGES="2")
+    inputs = [install.work / n for n in cases]
+    out = run([install.program("test_api"), "inputs", good, *inputs], env=env).stdout
+    failures = [c for c in records(out, "call") if c[0] not in ("good", "null", "empty")]
+    for (name, code, message, text), (want_code, want_text) in zip(
+            failures, [(c, t) for _d, c, t in cases.values()], strict=True):
+        assert (int(code), text) == (want_code.number, "(null)"), name
+        assert want_text in message, message
+    ocr_file = install.program("ocr_file")
+    for name, (_data, code, _text) in cases.items():
+        result = run([ocr_file, install.work / name], env=env, check=False)
+        assert result.returncode == code.number, (name, result.stderr)
+    beyond = run([ocr_file, "--pages", "9", install.work / "three.pdf"], check=False)
+    assert beyond.returncode == ErrorCode.BAD_REQUEST.number and "past the end" in beyond.stderr
+    assert run([ocr_file, "--pages", "1-2", install.work / "three.pdf"], env=env).stdout == "One\fTwo\n"

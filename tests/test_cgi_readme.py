@@ -3,8 +3,8 @@
 The examples are the ```sh blocks between ``<!-- cgi-examples:start -->`` and
 ``<!-- cgi-examples:end -->`` in README.md (CRNNOCR_README names another file). The only change
 made to a command is the server address: ``http://localhost:8080`` becomes the test server's.
-They run in a temp dir holding ``line.png`` and ``receipt.jpg``, rendered here, so the expected
-text is known without any eval data.
+They run in a temp dir holding ``line.png``, ``receipt.jpg`` and ``scan.pdf`` (three pages),
+rendered here, so the expected text is known without any eval data.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 from deploy.runtime import CHECKOUT
 from deploy.servers import Server, installed_tree, missing_models, running_server
-from tests.support import cer, render_text
+from tests.support import cer, render_text, scanned_pdf
 
 README = Path(os.environ.get("CRNNOCR_README") or CHECKOUT / "README.md")
 START, END = "<!-- cgi-examples:start -->", "<!-- cgi-examples:end -->"
@@ -72,6 +72,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cgi-examples")
     (path / "line.png").write_bytes(render_text([LINE]))
     (path / "receipt.jpg").write_bytes(render_text(RECEIPT, fmt="JPEG"))
+    pages = [render_text(RECEIPT), render_text([LINE]), render_text(RECEIPT)]
+    (path / "scan.pdf").write_bytes(scanned_pdf(pages))
     return path
 
 
@@ -91,6 +93,9 @@ def test_readme_example_runs(server: Server, workdir: Path, command: str) -> Non
     out = done.stdout
     assert out.strip(), f"no output from: {command}"
     expected = LINE if "line.png" in command else "".join(RECEIPT) if "receipt.jpg" in command else None
+    if "format=hocr" in command:
+        assert out.count("class='ocr_page'") == 3 and "ocrx_word" in out, out[:500]
+        return
     if out.startswith("HTTP/"):
         assert out.split()[1].startswith("2"), out
         return

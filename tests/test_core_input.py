@@ -86,7 +86,8 @@ HOSTILE = {
     "empty": (b"", ErrorCode.BAD_REQUEST),
     "random": (np.random.default_rng(7).bytes(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
     "text": (b"hello, this is not an image\n" * 20, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
-    "pdf": (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n", ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    # A PDF is a document now (tests/test_documents.py); this one has no page tree.
+    "pdf": (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n", ErrorCode.DECODE_FAILED),
     "gif": (encode(Image.new("P", (20, 20)), "GIF"), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
     "truncated_png": (_truncated("PNG"), ErrorCode.DECODE_FAILED),
     "truncated_jpeg": (_truncated("JPEG"), ErrorCode.DECODE_FAILED),
@@ -151,6 +152,6 @@ def test_cli_reports_each_file_and_writes_nothing(tmp_path: Path) -> None:
     assert [r["file"] for r in records] == [str(inputs / f) for f in files]
     assert records[0]["ok"] is True and records[0]["text"] == "Hello 42"
     codes = [r["error"]["code"] for r in records[1:]]
-    assert codes == ["unsupported_media_type", "decode_failed", "image_too_large", "unsupported_media_type",
+    assert codes == ["unsupported_media_type", "decode_failed", "image_too_large", "decode_failed",
                      "bad_request", "bad_request"]
     assert list(work.iterdir()) == []

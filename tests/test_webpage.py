@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from deploy.servers import Server, installed_tree, missing_models, running_server
-from tests.support import EVAL_DIR, cer, eval_samples, render_text
+from tests.support import EVAL_DIR, cer, eval_samples, render_text, scanned_pdf
 
 websocket = pytest.importorskip("websocket", reason="WEBSOCKET-CLIENT NOT INSTALLED (requirements-dev.txt)")
 
@@ -192,3 +192,72 @@ def test_page_says_what_is_wrong_in_words(page: DevTools, tmp_path: Path) -> Non
     shown = _wait_result(page)
     assert shown["state"] == "error" and shown["boxes"] == 0 and shown["text"] == ""
     assert shown["error"].startswith("This file is not an image format that can be read")
+
+
+OVERLAY_GEOMETRY = """(() => {
+    const img = document.getElementById('preview').getBoundingClientRect();
+    const natural = document.getElementById('preview');
+    const sx = img.width / natural.naturalWidth, sy = img.height / natural.naturalHeight;
+    return [...document.querySelectorAll('#boxes polygon')].map((poly) => {
+        const xs = [...poly.points].map((p) => p.x), ys = [...poly.points].map((p) => p.y);
+        const drawn = poly.getBoundingClientRect();
+        return {
+            drawn: [drawn.left, drawn.top, drawn.right, drawn.bottom],
+            expected: [img.left + Math.min(...xs) * sx, img.top + Math.min(...ys) * sy,
+                       img.left + Math.max(...xs) * sx, img.top + Math.max(...ys) * sy],
+        };
+    });
+})()"""
+
+
+@pytest.mark.parametrize("size", [14, 90], ids=["narrower than the column", "scaled down to fit"])
+def test_overlay_boxes_sit_on_the_image(page: DevTools, size: int) -> None:
+    """Each drawn box's on-screen rectangle is its line box mapped through the image's on-screen
+    scale: within a pixel, whether the image is shown at its own size or scaled down."""
+    png = base64.b64encode(render_text(["Total due 42.50 EUR", "Paid by card 7731"], size=size)).decode()
+    page.js(f"""(() => {{
+        const bytes = Uint8Array.from(atob("{png}"), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "lines.png", {{ type: "image/png" }}));
+        document.getElementById('drop').dispatchEvent(
+            new DragEvent('drop', {{ dataTransfer: data, bubbles: true, cancelable: true }}));
+    }})()""")
+    shown = _wait_result(page)
+    assert shown["state"] == "done" and shown["boxes"] == 2, shown
+    shown_width = page.js("document.getElementById('preview').getBoundingClientRect().width")
+    assert (shown_width < shown["preview"]) == (size == 90)  # the large image is really scaled down
+    for box in page.js(OVERLAY_GEOMETRY):
+        assert box["drawn"] == pytest.approx(box["expected"], abs=1.0), box
+
+
+def test_page_reads_a_pdf_and_downloads_each_format(page: DevTools, tmp_path: Path) -> None:
+    """A two-page PDF (drawn here): its text page by page, then each download format as the
+    server renders it, saved under the file's name."""
+    pages = [["Invoice 2231 Berlin"], ["Total due 42.50 EUR"]]
+    pdf = tmp_path / "letter.pdf"
+    pdf.write_bytes(scanned_pdf([render_text(lines) for lines in pages]))
+    _choose_file(page, pdf)
+    shown = _wait_result(page)
+    assert shown["state"] == "done" and shown["error"] is None, shown
+    assert shown["summary"] == "2 pages, 2 lines"
+    assert shown["text"].startswith("--- page 1 ---\nInvoice 2231 Berlin")
+    assert "--- page 2 ---\nTotal due 42.50 EUR" in shown["text"]
+    assert page.js("document.getElementById('nopreview').hidden") is False
+    # Catch the download link's click, and read the blob it would have saved (the page's CSP
+    # rightly forbids fetching blob: URLs).
+    page.js("""window.saved = null; const objectUrl = URL.createObjectURL;
+        URL.createObjectURL = (blob) => { window.lastBlob = blob; return objectUrl(blob); };
+        HTMLAnchorElement.prototype.click = function () {
+            window.lastBlob.text().then((body) => { window.saved = [this.download, body]; }); }""")
+    expected = {"text": ("letter.txt", "Invoice 2231 Berlin\fTotal due 42.50 EUR"),
+                "hocr": ("letter.hocr", "class='ocr_page' id='page_2'"),
+                "alto": ("letter.xml", 'CONTENT="EUR"'),
+                "tsv": ("letter.tsv", "level\tpage_num\tblock_num")}
+    for fmt, (name, needle) in expected.items():
+        page.js(f"window.saved = null; document.getElementById('format').value = '{fmt}'; "
+                "document.getElementById('download').click()")
+        saved = page.wait_for("window.saved || (!document.getElementById('error').hidden "
+                              "&& document.getElementById('error').textContent)")
+        assert isinstance(saved, list), (fmt, saved)
+        saved_name, body = saved
+        assert saved_name == name and needle in body, (fmt, body[:300])
