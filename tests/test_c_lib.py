@@ -24,7 +24,10 @@ import pytest
 
 from ocr_core import Engine, EngineConfig, ErrorCode, RecognizeOptions, __version__, backends
 from ocr_core.config import DEFAULT_PACK
+from ocr_core.image import BYTES_PER_PIXEL
 from ocr_core.packs import installed_packs
+from tests import crafted
+from tests.rss import peak_rss_kb
 from tests.support import FONT, eval_file, weak_line_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -613,6 +616,19 @@ def test_rss_stays_flat_over_many_calls(install: Install) -> None:
     growth_kb = report["rss_kb_after"] - report["rss_kb_before"]
     print(f"RSS growth over 300 line calls: {growth_kb} KiB")
     assert growth_kb < 4 * 1024, report
+
+
+def test_peak_memory_follows_the_pixels(install: Install, tmp_path: Path) -> None:
+    """Issue 11: ocr_file over a decompression bomb of every format and a large text page peaks at
+    most 8 B/px (+ a fixed 16 MiB) above ocr_file over as many small pages (see test_core_memory)."""
+    side = 4000
+    large, references = crafted.memory_workload(tmp_path, side)
+    ocr_file = install.program("ocr_file")
+    base_kb, _ = peak_rss_kb([ocr_file, *references], env=clean_env(), timeout=RUN_TIMEOUT_S)
+    peak_kb, stderr = peak_rss_kb([ocr_file, *large], env=clean_env(), timeout=RUN_TIMEOUT_S)
+    print(f"libcrnnocr: {(peak_kb - base_kb) * 1024 / side ** 2:.2f} B/px above small pages")
+    assert stderr == ""
+    assert peak_kb - base_kb <= BYTES_PER_PIXEL * side * side / 1024 + 16 * 1024
 
 
 @pytest.mark.skipif(

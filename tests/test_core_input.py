@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ocr_core import Engine, RecognizeOptions
 from ocr_core.errors import ErrorCode, OcrError
 from ocr_core.image import decode_image, sniff_format
-from tests.support import CHECKOUT, png_header_only, render_text
+from ocr_core.jpeg import MAX_SCANS
+from ocr_core.pixels import choose_background
+from tests import crafted
+from tests.support import CHECKOUT, FONT, png_header_only, render_text
 
 LIMITS = {"max_bytes": 20 * 1024 * 1024, "max_pixels": 40_000_000}
 
@@ -59,6 +62,64 @@ def test_pixel_modes_become_black_text_on_white(engine: Engine, line_image: Imag
     assert result.text == "Invoice 2026"
 
 
+def _on_transparent(lines: list[tuple[str, tuple[int, int, int, int]]]) -> Image.Image:
+    font = ImageFont.truetype(str(FONT), 40)
+    image = Image.new("RGBA", (900, 80 * len(lines) + 40), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for i, (text, colour) in enumerate(lines):
+        draw.text((40, 20 + 80 * i), text, font=font, fill=colour)
+    return image
+
+
+TRANSPARENT = {
+    "dark": [("Invoice 2026 total", (0, 0, 0, 255))],
+    "light": [("Dark mode settings", (255, 255, 255, 255))],  # a dark-mode UI, a white logo
+    "yellow": [("Warning label 7", (250, 220, 40, 255))],
+    "mixed": [("White heading here", (255, 255, 255, 255)), ("Black body line 42", (0, 0, 0, 255))],
+}
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+@pytest.mark.parametrize("case", sorted(TRANSPARENT))
+def test_text_on_transparency_reads_whatever_its_colour(engine: Engine, case: str, fmt: str) -> None:
+    """Issue 15: light text on transparency used to be composited over white and vanish."""
+    data = encode(_on_transparent(TRANSPARENT[case]), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    assert engine.recognize(data).text.splitlines() == [text for text, _ in TRANSPARENT[case]]
+
+
+def test_the_background_is_the_grey_farthest_from_what_is_drawn() -> None:
+    def background(colours: list[int], alpha: int = 255) -> int | None:
+        bgra = np.zeros((4, 100, 4), dtype=np.uint8)
+        for i, grey in enumerate(colours):  # one row each, over a transparent rest
+            bgra[i, :50, :3] = grey
+            bgra[i, :50, 3] = alpha
+        return choose_background(4, 100, lambda y0, y1: bgra[y0:y1])
+
+    assert background([0]) == 255 and background([30, 60]) == 255
+    assert background([255]) == 0 and background([220, 190]) == 0
+    assert background([0, 255]) == 128  # both drawn: the midpoint keeps both legible
+    assert background([0], alpha=1) == 255  # faint ink still decides by its colour
+    opaque = np.full((3, 5, 4), 255, dtype=np.uint8)
+    assert choose_background(3, 5, lambda y0, y1: opaque[y0:y1]) is None
+    nothing = np.zeros((3, 5, 4), dtype=np.uint8)
+    assert choose_background(3, 5, lambda y0, y1: nothing[y0:y1]) == 255
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_every_exif_orientation_matches_pillows_reading(fmt: str) -> None:
+    """Orientation is applied while converting, through a view of the result: all eight match Pillow."""
+    stored = Image.fromarray(np.random.default_rng(5).integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    params = {"JPEG": {"quality": 100, "subsampling": 0}, "WEBP": {"lossless": True}}.get(fmt, {})
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = encode(stored, fmt, exif=exif, **params)
+        want = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data)).convert("RGB")))[:, :, ::-1]
+        got = decode_image(data, **LIMITS).bgr
+        assert got.shape == want.shape and got.flags["C_CONTIGUOUS"], orientation
+        assert np.abs(got.astype(int) - want).max() <= (2 if fmt == "JPEG" else 0), orientation
+
+
 def test_exif_orientation_is_applied(engine: Engine, line_image: Image.Image) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # the camera was turned: rotate 90° clockwise to view
@@ -82,6 +143,20 @@ def _truncated(fmt: str) -> bytes:
     return data[: len(data) // 2]
 
 
+def _truncated_with_end_marker() -> bytes:
+    """Issue 11's 691-byte JPEG: a 6000×6000 header, a few bytes of scan data, then EOI."""
+    data = encode(Image.new("RGB", (6000, 6000), "white"), "JPEG", quality=50)
+    scan = data.index(b"\xff\xda")
+    return data[:scan + 2 + int.from_bytes(data[scan + 2:scan + 4], "big") + 100] + b"\xff\xd9"
+
+
+def _damaged_tiff() -> bytes:
+    noise = np.random.default_rng(3).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    data = bytearray(encode(Image.fromarray(noise), "TIFF", compression="tiff_adobe_deflate"))
+    data[len(data) // 3:len(data) // 3 + 64] = bytes(64)
+    return bytes(data)
+
+
 HOSTILE = {
     "empty": (b"", ErrorCode.BAD_REQUEST),
     "random": (np.random.default_rng(7).bytes(4096), ErrorCode.UNSUPPORTED_MEDIA_TYPE),
@@ -93,6 +168,11 @@ HOSTILE = {
     "png_magic_only": (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, ErrorCode.DECODE_FAILED),
     "bomb_30000x30000": (png_header_only(30000, 30000), ErrorCode.IMAGE_TOO_LARGE),
     "strip_100000x1": (encode(Image.new("L", (100000, 1), 255), "PNG"), ErrorCode.IMAGE_TOO_LARGE),
+    "jpeg_data_ends_before_eoi": (_truncated_with_end_marker(), ErrorCode.DECODE_FAILED),
+    "jpeg_last_scan_2000_times": (crafted.repeated_scan_jpeg(2000, 2000, 2000), ErrorCode.DECODE_FAILED),
+    "jpeg_127_legal_scans": (crafted.progressive_jpeg(3000, 3000, 127), ErrorCode.DECODE_FAILED),
+    "tiff_damaged_deflate": (_damaged_tiff(), ErrorCode.DECODE_FAILED),
+    **{f"{f}_header_bomb": (bomb, ErrorCode.IMAGE_TOO_LARGE) for f, bomb in crafted.header_bombs().items()},
 }
 
 
@@ -154,3 +234,51 @@ def test_cli_reports_each_file_and_writes_nothing(tmp_path: Path) -> None:
     assert codes == ["unsupported_media_type", "decode_failed", "image_too_large", "unsupported_media_type",
                      "bad_request", "bad_request"]
     assert list(work.iterdir()) == []
+
+
+def test_a_scan_bomb_is_refused_before_libjpeg_runs() -> None:
+    """Every scan is a pass over the image: more than MAX_SCANS is refused from the markers alone
+    (a file of exactly MAX_SCANS legal scans still decodes)."""
+    assert decode_image(crafted.progressive_jpeg(640, 480, MAX_SCANS), **LIMITS).width == 640
+    started = time.monotonic()
+    with pytest.raises(OcrError) as caught:
+        decode_image(crafted.progressive_jpeg(640, 480, MAX_SCANS + 1), **LIMITS)
+    assert caught.value.code is ErrorCode.DECODE_FAILED and "scans" in caught.value.message
+    assert time.monotonic() - started < 0.5
+
+
+def test_jpeg_junk_before_its_end_marker_is_tolerated(line_image: Image.Image) -> None:
+    """Strict decoding refuses data that ends early, not the stray bytes some cameras leave
+    after the last scan (libjpeg's "extraneous bytes before marker 0xd9")."""
+    data = encode(line_image, "JPEG")
+    assert decode_image(data[:-2] + b"\x00\x17" + data[-2:], **LIMITS).bgr.shape[:2] == line_image.size[::-1]
+
+
+def test_damaged_files_write_nothing_to_stderr(tmp_path: Path) -> None:
+    """libtiff prints its errors to fd 2 from C, Pillow logs and warns: none of it may reach a
+    server's error log. Checked at the file descriptor, in a fresh process."""
+    files = []
+    for name in ("tiff_damaged_deflate", "jpeg_data_ends_before_eoi", "truncated_png", "tiff_header_bomb"):
+        files.append(tmp_path / name)
+        files[-1].write_bytes(HOSTILE[name][0])
+    code = ("import sys; from ocr_core.image import decode_image; from ocr_core.errors import OcrError\n"
+            "for path in sys.argv[1:]:\n"
+            "    try: decode_image(open(path, 'rb').read(), max_bytes=1 << 24, max_pixels=40_000_000)\n"
+            "    except OcrError as exc: print(exc.code.value)\n")
+    done = subprocess.run([sys.executable, "-c", code, *map(str, files)], capture_output=True, text=True,
+                          cwd=CHECKOUT, timeout=60)
+    assert done.stdout.split() == ["decode_failed", "decode_failed", "decode_failed", "image_too_large"]
+    assert done.stderr == ""
+
+
+def test_mutation_fuzz_finds_nothing() -> None:
+    """Mutated files of every kind (tests/fuzz_decode.py, fixed seed, ~15 s): each decodes or fails
+    with an input-error code, quickly, and nothing reaches stderr. `make fuzz` runs it for minutes."""
+    done = subprocess.run([sys.executable, "-m", "tests.fuzz_decode", "--seconds", "15", "--seed", "2026"],
+                          capture_output=True, text=True, cwd=CHECKOUT, timeout=300)
+    summary = json.loads(done.stdout)
+    print({k: summary[k] for k in ("cases", "outcomes", "slowest_case_s", "peak_rss_growth_kb")})
+    assert summary["findings"] == [] and done.returncode == 0
+    assert done.stderr == ""
+    assert summary["cases"] > 1000 and summary["outcomes"].get("decoded", 0) > 100
+    assert summary["peak_rss_growth_kb"] < 200 * 1024  # 4 Mpx pixel cap: 8 B/px is 32 MB
