@@ -8,7 +8,7 @@ never an image padded with grey. Nothing touches the filesystem, and nothing rea
 Memory: decoding holds the decoder's own buffer plus the 3 bytes a pixel of the result (see
 ``ocr_core.pixels``), at most ``BYTES_PER_PIXEL`` together for every common kind of file. The few
 kinds whose decoder needs more (a progressive JPEG without chroma subsampling keeps 6 bytes a pixel
-of DCT coefficients; an animated WebP two 4-byte canvases) are held to the same total: their
+of DCT coefficients while it writes the 3-byte result) are held to the same total: their
 cost, computed from the headers, may not pass ``BYTES_PER_PIXEL × max_pixels``.
 
 Decoders: JPEG by libjpeg-turbo through simplejpeg (``ocr_core.jpeg``), WebP by libwebp
@@ -181,11 +181,8 @@ def _decode_webp(data: bytes, max_pixels: int) -> np.ndarray:
     turned = layout.alpha or layout.animated or orientation != 1
     _check_size("WebP", width, height, max(layout.decode_bytes(), stored + 3 * width * height * turned),
                 max_pixels)
-    if layout.animated:
-        with webp_decode.first_frame(data, layout) as canvas:
-            return pixels.from_bgra(height, width, orientation, lambda y0, y1: canvas[y0:y1])
     decoded = webp_decode.decode(data, layout)
-    if layout.alpha:
+    if decoded.shape[2] == 4:
         return pixels.from_bgra(height, width, orientation, lambda y0, y1: decoded[y0:y1])
     if orientation == 1:
         return decoded

@@ -5,9 +5,10 @@
   KB: the shape of a scan bomb, where every scan costs a pass over the whole image.
 - ``repeated_scan_jpeg``: a real encoder's progressive JPEG with its last scan repeated, the
   scan bomb of issue 11.
-- ``bombs(side)``: for each accepted format, a tiny file that decodes to ``side``×``side`` pixels
+- ``BOMBS``/``bombs(side)``: for each accepted format, a tiny file that decodes to ``side``×``side`` pixels
   (a decompression bomb within the pixel limit), and ``header_bombs``: files whose headers claim
   more pixels than any limit.
+- ``refused()``: issue 11's hostile classes with the code each must get.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ocr_core.errors import ErrorCode
 from tests.support import FONT
 
 
@@ -118,18 +121,28 @@ def bmp_rle8(width: int, height: int) -> bytes:
     return header + info + palette + body
 
 
+def _blank(side: int, mode: str = "RGB", colour: str | tuple[int, ...] = "white") -> Image.Image:
+    return Image.new(mode, (side, side), colour)
+
+
+# One builder per accepted format and decoder path: side -> a small file of side×side pixels.
+BOMBS: dict[str, Callable[[int], bytes]] = {
+    "png_rgba16": lambda side: png_rgba16(side, side),
+    "jpeg_baseline": lambda side: _encode(_blank(side), "JPEG", quality=50),
+    "jpeg_progressive_444": lambda side: _encode(_blank(side), "JPEG", quality=50, progressive=True,
+                                                 subsampling=0),
+    "tiff_deflate_one_strip": lambda side: _encode(_blank(side), "TIFF", compression="tiff_adobe_deflate"),
+    "webp_lossless": lambda side: _encode(_blank(side), "WEBP", lossless=True),
+    "webp_lossless_alpha": lambda side: _encode(_blank(side, "RGBA", (0, 0, 0, 0)), "WEBP", lossless=True),
+    "webp_animated": lambda side: _encode(_blank(side), "WEBP", lossless=True, save_all=True,
+                                          append_images=[_blank(side, colour="black")], duration=100),
+    "bmp_rle8": lambda side: bmp_rle8(side, side),
+}
+
+
 def bombs(side: int) -> dict[str, bytes]:
     """Small files that decode to side×side pixels, one per accepted format and decoder path."""
-    blank = Image.new("RGB", (side, side), "white")
-    return {
-        "png_rgba16": png_rgba16(side, side),
-        "jpeg_baseline": _encode(blank, "JPEG", quality=50),
-        "jpeg_progressive_444": _encode(blank, "JPEG", quality=50, progressive=True, subsampling=0),
-        "tiff_deflate_one_strip": _encode(blank, "TIFF", compression="tiff_adobe_deflate"),
-        "webp_lossless": _encode(blank, "WEBP", lossless=True),
-        "webp_lossless_alpha": _encode(Image.new("RGBA", (side, side), (0, 0, 0, 0)), "WEBP", lossless=True),
-        "bmp_rle8": bmp_rle8(side, side),
-    }
+    return {name: build(side) for name, build in BOMBS.items()}
 
 
 def header_bombs() -> dict[str, bytes]:
@@ -149,6 +162,33 @@ def header_bombs() -> dict[str, bytes]:
     bmp = bytearray(bmp_rle8(8, 8))
     bmp[18:26] = struct.pack("<ii", 30000, 30000)
     return {"png": png, "jpeg": jpeg, "tiff": bytes(tiff), "webp": bytes(webp), "bmp": bytes(bmp)}
+
+
+def jpeg_ending_early(side: int = 6000) -> bytes:
+    """Issue 11's 691-byte JPEG: a side×side header, a few bytes of scan data, then EOI."""
+    data = _encode(Image.new("RGB", (side, side), "white"), "JPEG", quality=50)
+    scan = data.index(b"\xff\xda")
+    return data[:scan + 2 + int.from_bytes(data[scan + 2:scan + 4], "big") + 100] + b"\xff\xd9"
+
+
+def damaged_tiff() -> bytes:
+    """A deflate TIFF of noise with 64 bytes of its compressed data zeroed."""
+    noise = np.random.default_rng(3).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    data = bytearray(_encode(Image.fromarray(noise), "TIFF", compression="tiff_adobe_deflate"))
+    data[len(data) // 3:len(data) // 3 + 64] = bytes(64)
+    return bytes(data)
+
+
+def refused() -> dict[str, tuple[bytes, ErrorCode]]:
+    """Issue 11's classes, each with the code it must be refused with before it costs: scan bombs,
+    data that ends early, a damaged TIFF, and headers that claim too many pixels in every format."""
+    return {
+        "jpeg_last_scan_2000_times": (repeated_scan_jpeg(2000, 2000, 2000), ErrorCode.DECODE_FAILED),
+        "jpeg_127_legal_scans": (progressive_jpeg(3000, 3000, 127), ErrorCode.DECODE_FAILED),
+        "jpeg_data_ends_before_eoi": (jpeg_ending_early(), ErrorCode.DECODE_FAILED),
+        "tiff_damaged_deflate": (damaged_tiff(), ErrorCode.DECODE_FAILED),
+        **{f"{fmt}_header_bomb": (bomb, ErrorCode.IMAGE_TOO_LARGE) for fmt, bomb in header_bombs().items()},
+    }
 
 
 # Decoded peaks above 8 B/px by design (see ocr_core.image): libjpeg holds 6 B/px of coefficients

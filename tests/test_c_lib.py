@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ocr_core.image import BYTES_PER_PIXEL
 from ocr_core.packs import installed_packs
 from tests import crafted
 from tests.rss import peak_rss_kb
-from tests.support import FONT, eval_file, weak_line_png
+from tests.support import FONT, eval_file, render_text, weak_line_png
 
 ROOT = Path(__file__).resolve().parent.parent
 C_CLIENT = ROOT / "c_client"
@@ -434,6 +435,30 @@ def test_bad_inputs_fail_with_the_right_code_and_the_next_call_works(install: In
     assert all(
         code == "0" and message == "" and text == "BIZDATE:12/03/2018" for _n, code, message, text in goods
     )
+
+
+def test_hostile_classes_get_their_codes_quickly_and_quietly(install: Install, tmp_path: Path) -> None:
+    """Issue 11's classes (scan bombs, data that ends early, a damaged TIFF, header bombs of every
+    format) through ocr_recognize: the core's code for each, a safe message, the next call works,
+    nothing on the host's stderr, and a time bound on the whole run."""
+    good = tmp_path / "good.png"
+    good.write_bytes(render_text(["Hostile 11"]))
+    refused = crafted.refused()
+    for name, (data, _code) in refused.items():
+        (tmp_path / name).write_bytes(data)
+    started = time.monotonic()
+    done = run([install.program("test_api"), "inputs", good, *(tmp_path / name for name in refused)])
+    elapsed = time.monotonic() - started
+    assert done.stderr == "" and "inconsistent" not in done.stdout
+    calls = records(done.stdout, "call")
+    failures = [c for c in calls if c[0] not in ("good", "null", "empty")]
+    assert [(name, int(code)) for name, code, _message, _text in failures] == \
+        [(str(tmp_path / name), code.number) for name, (_data, code) in refused.items()]
+    # No address or path in a message a client may see.
+    messages = [message for _name, _code, message, _text in failures]
+    assert all(message and not re.search(r"0x[0-9a-fA-F]{6,}|/\w", message) for message in messages)
+    assert all(c[1] == "0" and c[3] == "Hostile 11" for c in calls if c[0] == "good")
+    assert elapsed < 60  # one cold start, then milliseconds each; a scan bomb decoded takes minutes
 
 
 def test_byte_limit_from_the_environment(install: Install) -> None:
