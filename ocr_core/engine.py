@@ -27,7 +27,7 @@ from .image import MAX_SIDE, decode_image, load_decoders
 from .layout import add_margin, crop_quad, detection_margin
 from .packs import PackSpec, check_installed, installed_packs, pack_spec
 from .reading_order import arrange
-from .recognize import Recognizer, load_charset
+from .recognize import Recognizer, load_charset, text_band
 from .result import OcrResult, TextLine, Timings
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ class Engine:
         detect_ms = 0.0
         if options.mode == "line":
             quads = [np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)]
-            crops = [bgr]
+            crops = [text_band(bgr)]
         else:
             step = time.perf_counter()
             margin = detection_margin(h, w)
