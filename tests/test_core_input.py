@@ -80,11 +80,16 @@ TRANSPARENT = {
 }
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+TRANSPARENT_FORMATS = {"PNG": ("PNG", {}), "WEBP": ("WEBP", {"lossless": True}),
+                       "WEBP-lossy": ("WEBP", {"quality": 80})}
+
+
+@pytest.mark.parametrize("fmt", sorted(TRANSPARENT_FORMATS))
 @pytest.mark.parametrize("case", sorted(TRANSPARENT))
 def test_text_on_transparency_reads_whatever_its_colour(engine: Engine, case: str, fmt: str) -> None:
     """Issue 15: light text on transparency used to be composited over white and vanish."""
-    data = encode(_on_transparent(TRANSPARENT[case]), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    fmt, params = TRANSPARENT_FORMATS[fmt]
+    data = encode(_on_transparent(TRANSPARENT[case]), fmt, **params)
     assert engine.recognize(data).text.splitlines() == [text for text, _ in TRANSPARENT[case]]
 
 
