@@ -1,8 +1,8 @@
 # crnnocr — see README.md. The two commands a new machine needs:
 #   make setup     Debian packages, .venv, model packs, the C library; then OCRs samples/receipt.png
 #   make test      the whole test suite (sets up whatever is missing first)
-# Other targets: models [PACK=...], lib, install, deploy, serve, serve-apache, bench, lint, clean.
-# Fragments in mk/ add the library (lib.mk), CGI deployment (cgi.mk) and benchmark (bench.mk) targets.
+# Other targets: models [PACK=...], lib, install, deploy, serve, serve-apache, bench, fuzz, lint, clean.
+# Fragments in mk/ add the library (lib.mk), CGI deployment (cgi.mk), benchmark (bench.mk) and fuzz (fuzz.mk) targets.
 
 SHELL := /bin/bash
 VENV := .venv

@@ -1,13 +1,12 @@
 """DB (differentiable binarisation) text detector: a page in, text-line quadrilaterals out.
 
-The image is only ever shrunk to fit ``max_side`` (never upscaled: a 40 px line must stay a
-small input, not become a 9000 px one), padded to a multiple of 32 (or the next size the
-runtime prefers: ``InferenceModel.fit``), and run once. The
-probability map is thresholded; each connected region becomes its minimum-area rectangle, is
-scored by the mean probability inside it, and is expanded ("unclipped") by
-``area * unclip_ratio / perimeter`` on every side. For a rectangle that expansion is exact: the
-offset polygon's minimum-area rectangle grows by the offset on each side, so no polygon
-clipping library is needed.
+The image is resized by ``detection_scale`` (shrunk to fit ``max_side``; a small page enlarged
+towards it, a line never), padded to a multiple of 32 (or the next size the runtime prefers:
+``InferenceModel.fit``), and run once. The probability map is thresholded; each connected
+region becomes its minimum-area rectangle, is scored by the mean probability inside it, and is
+expanded ("unclipped") by ``area * unclip_ratio / perimeter`` on every side. For a rectangle that
+expansion is exact: the offset polygon's minimum-area rectangle grows by the offset on each side,
+so no polygon clipping library is needed.
 
 Every connected region is looked at (an image has at most one per few pixels of the map, and
 the call's deadline is checked as they are), and a page with more regions worth reading than
@@ -27,6 +26,26 @@ from .errors import ErrorCode, OcrError
 from .packs import DetSpec
 
 Quad = np.ndarray  # float32 (4, 2), clockwise from top-left, in input-image pixels
+
+# Enlargement of a small page, from least to most: under 1.1× its 10 px characters grow by less
+# than a pixel, not worth a resample; 2× brings the text of a 300-500 px page to the size at which
+# the model separates close lines and words, where more would only blur.
+MIN_UPSCALE = 1.1
+MAX_UPSCALE = 2.0
+# An input whose short side is below this holds a line or two (an image under 128 px high plus
+# its 64 px margins, see ``layout.detection_margin``), whose text is already as large as the
+# detector needs: it is never enlarged.
+PAGE_MIN_SIDE = 256
+
+
+def detection_scale(height: int, width: int, max_side: int) -> float:
+    """The factor a ``height``×``width`` detector input is resized by: its long side is brought
+    to ``max_side``, shrinking always, enlarging only a page and only by ``MIN_UPSCALE`` to
+    ``MAX_UPSCALE``."""
+    scale = max_side / max(height, width)
+    if scale > 1.0 and (min(height, width) < PAGE_MIN_SIDE or scale < MIN_UPSCALE):
+        return 1.0
+    return min(scale, MAX_UPSCALE)
 
 
 @dataclass(frozen=True)
@@ -69,9 +88,10 @@ class Detector:
 
     def _prepare(self, bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
         h, w = bgr.shape[:2]
-        scale = min(1.0, max_side / max(h, w))
+        scale = detection_scale(h, w, max_side)
         rh, rw = max(1, round(h * scale)), max(1, round(w * scale))
-        resized = cv2.resize(bgr, (rw, rh), interpolation=cv2.INTER_AREA) if scale < 1.0 else bgr
+        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        resized = cv2.resize(bgr, (rw, rh), interpolation=interpolation) if scale != 1.0 else bgr
         limit = -(-max_side // 32) * 32
         ph, pw = self._model.fit(rh, 32, limit), self._model.fit(rw, 32, limit)
         tensor = np.empty((1, 3, ph, pw), dtype=np.float32)

@@ -30,7 +30,7 @@ from .layout import CropFrame, add_margin, crop_frame, detection_margin
 from .packs import PackSpec, check_installed, installed_packs, pack_spec
 from .pages import PageSelection, open_document, select_pages
 from .reading_order import arrange
-from .recognize import Recognizer, load_charset
+from .recognize import Recognizer, load_charset, text_rows
 from .result import DocumentResult, OcrResult, Page, TextLine, Timings
 from .words import place_words
 
@@ -205,8 +205,11 @@ class Engine:
         detect_ms = 0.0
         if options.mode == "line":
             quads = [np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)]
-            frames = [CropFrame.whole(h, w)]
-            crops = [bgr]
+            # Read from the rows that hold the text, so a tall image's text fills the model's
+            # height; its words are placed in those rows.
+            top, bottom = text_rows(bgr)
+            frames = [CropFrame.rows(top, bottom, w)]
+            crops = [bgr[top:bottom]]
         else:
             step = time.perf_counter()
             margin = detection_margin(h, w)

@@ -36,9 +36,9 @@ class CropFrame:
     turned: bool
 
     @classmethod
-    def whole(cls, height: int, width: int) -> CropFrame:
-        """The frame of an image read as it is (line mode): no warp, no turn."""
-        return cls(width, height, np.eye(3), False)
+    def rows(cls, top: int, bottom: int, width: int) -> CropFrame:
+        """The frame of an image's rows ``[top, bottom)`` read as they are (line mode)."""
+        return cls(width, bottom - top, np.array([[1.0, 0, 0], [0, 1, -top], [0, 0, 1]]), False)
 
     def warp(self, bgr: np.ndarray) -> np.ndarray:
         crop = cv2.warpPerspective(bgr, self.matrix, (self.width, self.height), flags=cv2.INTER_CUBIC,

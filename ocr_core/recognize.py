@@ -5,7 +5,8 @@ similar width (so little of each batch is padding), run, and decoded greedily: t
 time step, repeats collapsed, blanks removed. The confidence is the mean probability of the
 characters kept. Each character also keeps where it was read: the run of time steps that emitted
 it, in pixels of the crop as given (the model's stride and the resize undone), from which
-``ocr_core.words`` places the words.
+``ocr_core.words`` places the words. A whole image read as one line is first cut down to its text
+(``text_rows``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ MAX_BATCH_PIXELS = 48 * 640
 # time steps after the last glyph to emit it cleanly; PP-OCR was trained on padded inputs.
 # Measured on ../shared/eval line crops: SROIE CER 0.0165 -> 0.0141, synth zh 0.0262 -> 0.0253.
 TRAILING_PAD_RATIO = 0.5
+# Background kept above and below a line image's text, in multiples of the text's height. An
+# image with more (122 px high, its letters 40 px tall) is cut down to it before the resize, so the
+# text fills the model's height as in the crops PP-OCR was trained on, instead of being shrunk to a
+# third of it and losing letters ("frequentissime" read "frequenissime"). Rendered tall lines read
+# the same with 0.15..0.5. Detected crops are not cut: the detector already fits them to the text.
+TEXT_MARGIN_RATIO = 0.3
+# A row holds text when some pixel differs from the background by this share of the largest
+# difference in the crop: JPEG noise and faint anti-aliasing stay below it.
+INK_SHARE = 0.25
+# Pixels per strip when scanning a crop's rows: a line-mode image may be a whole page, and a
+# full-size int16 copy of it would break decoding's 8 bytes a pixel.
+_STRIP_PIXELS = 1 << 18
 
 
 def load_charset(model: InferenceModel, spec: PackSpec, model_dir: Path) -> tuple[str, ...]:
@@ -79,6 +92,33 @@ class Reading:
 
 
 _NOTHING = Reading("", 0.0, np.zeros(0), np.zeros(0), np.zeros(0))
+
+
+def text_rows(crop: np.ndarray) -> tuple[int, int]:
+    """The rows ``[top, bottom)`` of ``crop`` that hold its text and ``TEXT_MARGIN_RATIO`` × the
+    text's height of background above and below it; all rows when there is no more (or nothing
+    drawn)."""
+    height, width = crop.shape[:2]
+    pixels = crop.reshape(height, width, -1)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(border, axis=0).astype(np.int16)
+    deviation = np.empty(height, dtype=np.int16)
+    step = max(1, _STRIP_PIXELS // max(width, 1))
+    for y0 in range(0, height, step):
+        strip = np.abs(pixels[y0:y0 + step].astype(np.int16) - background)
+        deviation[y0:y0 + step] = strip.reshape(len(strip), -1).max(axis=1)
+    rows = np.flatnonzero(deviation > INK_SHARE * deviation.max())
+    if rows.size == 0:
+        return 0, height
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    keep = math.ceil(TEXT_MARGIN_RATIO * (bottom - top))
+    return max(0, top - keep), min(height, bottom + keep)
+
+
+def text_band(crop: np.ndarray) -> np.ndarray:
+    """``crop`` cut to its ``text_rows``: a view."""
+    top, bottom = text_rows(crop)
+    return crop[top:bottom]
 
 
 class Recognizer:

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +25,10 @@ import pytest
 
 from ocr_core import Engine, EngineConfig, ErrorCode, RecognizeOptions, __version__, backends
 from ocr_core.config import DEFAULT_PACK
+from ocr_core.image import BYTES_PER_PIXEL
 from ocr_core.packs import installed_packs
+from tests import crafted
+from tests.rss import peak_rss_kb
 from tests.support import (
     FONT,
     RECEIPT_CER,
@@ -445,6 +449,30 @@ def test_bad_inputs_fail_with_the_right_code_and_the_next_call_works(install: In
     )
 
 
+def test_hostile_classes_get_their_codes_quickly_and_quietly(install: Install, tmp_path: Path) -> None:
+    """Issue 11's classes (scan bombs, data that ends early, a damaged TIFF, header bombs of every
+    format) through ocr_recognize: the core's code for each, a safe message, the next call works,
+    nothing on the host's stderr, and a time bound on the whole run."""
+    good = tmp_path / "good.png"
+    good.write_bytes(render_text(["Hostile 11"]))
+    refused = crafted.refused()
+    for name, (data, _code) in refused.items():
+        (tmp_path / name).write_bytes(data)
+    started = time.monotonic()
+    done = run([install.program("test_api"), "inputs", good, *(tmp_path / name for name in refused)])
+    elapsed = time.monotonic() - started
+    assert done.stderr == "" and "inconsistent" not in done.stdout
+    calls = records(done.stdout, "call")
+    failures = [c for c in calls if c[0] not in ("good", "null", "empty")]
+    assert [(name, int(code)) for name, code, _message, _text in failures] == \
+        [(str(tmp_path / name), code.number) for name, (_data, code) in refused.items()]
+    # No address or path in a message a client may see.
+    messages = [message for _name, _code, message, _text in failures]
+    assert all(message and not re.search(r"0x[0-9a-fA-F]{6,}|/\w", message) for message in messages)
+    assert all(c[1] == "0" and c[3] == "Hostile 11" for c in calls if c[0] == "good")
+    assert elapsed < 60  # one cold start, then milliseconds each; a scan bomb decoded takes minutes
+
+
 def test_byte_limit_from_the_environment(install: Install) -> None:
     image = eval_file(LINE_IMAGES[0])
     out = run([install.program("test_api"), "inputs", image], env=clean_env(CRNNOCR_MAX_BYTES="100")).stdout
@@ -625,6 +653,19 @@ def test_rss_stays_flat_over_many_calls(install: Install) -> None:
     growth_kb = report["rss_kb_after"] - report["rss_kb_before"]
     print(f"RSS growth over 300 line calls: {growth_kb} KiB")
     assert growth_kb < 4 * 1024, report
+
+
+def test_peak_memory_follows_the_pixels(install: Install, tmp_path: Path) -> None:
+    """Issue 11: ocr_file over a decompression bomb of every format and a large text page peaks at
+    most 8 B/px (+ a fixed 16 MiB) above ocr_file over as many small pages (see test_core_memory)."""
+    side = 4000
+    large, references = crafted.memory_workload(tmp_path, side)
+    ocr_file = install.program("ocr_file")
+    base_kb, _ = peak_rss_kb([ocr_file, *references], env=clean_env(), timeout=RUN_TIMEOUT_S)
+    peak_kb, stderr = peak_rss_kb([ocr_file, *large], env=clean_env(), timeout=RUN_TIMEOUT_S)
+    print(f"libcrnnocr: {(peak_kb - base_kb) * 1024 / side ** 2:.2f} B/px above small pages")
+    assert stderr == ""
+    assert peak_kb - base_kb <= BYTES_PER_PIXEL * side * side / 1024 + 16 * 1024
 
 
 @pytest.mark.skipif(
