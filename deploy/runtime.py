@@ -137,9 +137,10 @@ def install_web(prefix: Path, *, destdir: Path | None = None) -> Path:
 
     ``cgi-bin/ocr.cgi`` and ``bin/crnnocr-pool`` name ``PREFIX/venv/bin/python`` in their
     shebangs, the only absolute path in the tree; ``etc/`` holds the config templates, the
-    systemd unit and the pool's environment file (kept if it exists: it is the operator's).
+    systemd unit and the pool's environment file (kept if it exists: it is the operator's);
+    ``errors/`` the JSON bodies of the refusals lighttpd answers itself.
     """
-    from .sites import KINDS, PoolConfig, render_pool_env
+    from .sites import ERROR_PAGES_DIR, KINDS, PoolConfig, render_pool_env, write_error_pages
 
     if not prefix.is_absolute():
         raise SystemExit(f"PREFIX must be an absolute path, not {prefix}")
@@ -149,6 +150,7 @@ def install_web(prefix: Path, *, destdir: Path | None = None) -> Path:
     shutil.rmtree(root / "cgi-bin", ignore_errors=True)
     install_script(CGI_SCRIPT, root / "cgi-bin" / CGI_SCRIPT.name, python, CGI_FLAGS)
     install_script(POOL_SCRIPT, root / "bin" / POOL_SCRIPT.name, python, POOL_FLAGS)
+    write_error_pages(root / ERROR_PAGES_DIR)
     etc = root / "etc"
     etc.mkdir(exist_ok=True)
     for kind in KINDS:

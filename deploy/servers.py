@@ -300,6 +300,7 @@ def serving(kind: ServerKind, path: Way, prefix: Path, *, env: Mapping[str, str]
         # The pool's side of the site: the same run directory and application environment.
         site = SiteConfig(kind=kind, prefix=Path(prefix), port=0, run_dir=run_dir, mode=mode,
                           env=dict(env or {}), error_log=error_log)
+        site.render()  # a bad setting is refused in one line before anything starts
         site.make_dirs()
         with contextlib.ExitStack() as stack:
             pool = None

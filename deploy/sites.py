@@ -11,11 +11,13 @@ its run-time files go. ``PoolConfig`` renders that unit. Templates use ``@NAME@`
 from __future__ import annotations
 
 import grp
+import json
 import math
 import os
 import pwd
 import re
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,29 @@ PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
 BLOCK = re.compile(r"^#@if (\w+)\n(.*?)^#@end\n", re.DOTALL | re.MULTILINE)
 STDERR = Path("/dev/stderr")
 POOL_DIR = "pool"
+# Where the installed tree keeps the servers' own error bodies, and how lighttpd names them
+# (server.errorfile-prefix + status + ".html").
+ERROR_PAGES_DIR = "errors"
+ERROR_PAGE_STEM = "crnnocr-error-"
+
+# What the servers answer themselves, before or instead of the application: the status, the
+# ErrorCode (its name in ocr_core/errors.py) and the message. Where no application status is
+# the same, the code is the nearest one (README, "Requests": the table says which).
+SERVER_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BAD_REQUEST", "the request is malformed"),
+    405: ("METHOD_NOT_ALLOWED", "the HTTP method is not allowed"),
+    408: ("TIMEOUT", "the request did not arrive in time"),
+    411: ("LENGTH_REQUIRED", "the request has no Content-Length"),
+    413: ("PAYLOAD_TOO_LARGE", "the request is larger than the server's limit"),
+    414: ("BAD_REQUEST", "the URL is too long"),
+    417: ("BAD_REQUEST", "the Expect header is not supported"),
+    431: ("BAD_REQUEST", "the request's headers are too large"),
+    500: ("INTERNAL", "an internal error occurred"),
+    501: ("METHOD_NOT_ALLOWED", "the HTTP method is not implemented"),
+    502: ("INTERNAL", "the OCR service gave no valid answer"),
+    503: ("BUSY", "the OCR service is not available; retry later"),
+    504: ("TIMEOUT", "the OCR service did not answer in time"),
+}
 
 
 class ConfigError(SystemExit):
@@ -64,9 +89,33 @@ def _server_timeout(env: Mapping[str, str]) -> int:
         seconds = float(raw) if raw else CGI_TIMEOUT_S
     except ValueError:
         raise ConfigError(f"CRNNOCR_TIMEOUT_S={raw!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise ConfigError(f"CRNNOCR_TIMEOUT_S={raw!r} must be 0 (no limit) or more")
+    if not 0 <= seconds < math.inf:
+        raise ConfigError(f"CRNNOCR_TIMEOUT_S={raw!r} must be a finite number of seconds, 0 (no limit) "
+                          "or more")
     return math.ceil(seconds or CGI_TIMEOUT_S) + SERVER_SLACK_S
+
+
+def server_error_bodies() -> dict[int, str]:
+    """The JSON body of each status in ``SERVER_ERRORS``, with the code from the one ErrorCode table."""
+    if str(DEPLOY_DIR.parent) not in sys.path:
+        sys.path.insert(0, str(DEPLOY_DIR.parent))
+    from ocr_core.errors import ErrorCode
+
+    return {status: json.dumps({"ok": False, "error": {"code": ErrorCode[name].value, "message": message}})
+            for status, (name, message) in SERVER_ERRORS.items()}
+
+
+def write_error_pages(directory: Path) -> None:
+    """lighttpd's ``server.errorfile-prefix`` files, one per status."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for status, body in server_error_bodies().items():
+        (directory / f"{ERROR_PAGE_STEM}{status}.html").write_text(body + "\n", encoding="utf-8")
+
+
+def _apache_error_documents() -> str:
+    # A quoted ErrorDocument is sent as it is (with Apache's text/html type: apache.conf sets it).
+    bodies = server_error_bodies()
+    return "\n".join(f"ErrorDocument {status} {_quote(body)}" for status, body in bodies.items())
 
 
 def render_template(name: str, values: Mapping[str, str], mode: str) -> str:
@@ -142,6 +191,12 @@ class SiteConfig:
             "MAX_REQUEST_KB": str(math.ceil(limit / 1024)),
             "SERVER_TIMEOUT_S": str(_server_timeout(env)),
             "LIGHTTPD_ENV": "\n".join(f"    {_quote(k)} => {_quote(v)}," for k, v in sorted(env.items())),
+            "ERROR_PAGES": str(self.prefix / ERROR_PAGES_DIR),
+            "ERROR_PAGE_STEM": ERROR_PAGE_STEM,
+            "LIGHTTPD_ERROR_TYPES": "\n".join(f'  "{ERROR_PAGE_STEM}{status}.html" => "application/json; '
+                                               'charset=utf-8",' for status in SERVER_ERRORS),
+            "APACHE_ERROR_DOCUMENTS": _apache_error_documents(),
+            "APACHE_ERROR_STATUSES": "|".join(str(s) for s in SERVER_ERRORS),
             "APACHE_ENV": "\n".join(f"    SetEnv {k} {_quote(v)}" for k, v in sorted(env.items())),
         }
         return render_template(f"{self.kind}.conf", values, self.mode)
