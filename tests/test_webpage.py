@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -88,8 +89,11 @@ def browser() -> Iterator[DevTools]:
     if not Path(CHROMIUM).exists():
         pytest.skip("CHROMIUM IS NOT INSTALLED: `make setup` installs Debian's chromium")
     profile = Path(tempfile.mkdtemp(prefix="crnnocr-chromium-"))
+    # TMPDIR inside the profile: Chromium's singleton directory (/tmp/org.chromium.Chromium.*)
+    # outlives a terminated browser, and goes with the profile this way.
     process = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TMPDIR": str(profile)})
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
