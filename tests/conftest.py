@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from deploy.servers import installed_tree, missing_models
 from ocr_core import Engine, EngineConfig
 from ocr_core.errors import OcrError
 from tests.support import EVAL_DIR, load_score
@@ -27,3 +29,12 @@ def norm() -> Callable[[str], str]:
     if score is None:
         pytest.skip(f"SKIPPED LOUDLY: no score.py in {EVAL_DIR}: eval data missing (set CRNNOCR_EVAL)")
     return lambda text: score.norm(text, "en")
+
+
+@pytest.fixture(scope="module")
+def prefix() -> Iterator[Path]:
+    """An installed runtime tree for the real servers (deploy/); modules that check more override it."""
+    if reason := missing_models():
+        pytest.skip(reason)
+    with installed_tree() as path:
+        yield path

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.servers import Server, call, installed_tree, missing_models, multipart, running_server
+from deploy.servers import Server, call, multipart, running_server
 from ocr_core import Engine, EngineConfig, RecognizeOptions
 from ocr_core.formats import FORMATS, MEDIA_TYPES
 from tests.support import (
@@ -29,14 +29,6 @@ from tests.support import (
 )
 
 PDF = {"Content-Type": "application/pdf"}
-
-
-@pytest.fixture(scope="module")
-def prefix() -> Iterator[Path]:
-    if reason := missing_models():
-        pytest.skip(reason)
-    with installed_tree() as path:
-        yield path
 
 
 def _server(kind: str, prefix: Path) -> Iterator[Server]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from deploy.runtime import CHECKOUT
-from deploy.servers import KINDS, Reply, Server, call, installed_tree, missing_models, running_server, serving
+from deploy.servers import KINDS, Reply, Server, call, running_server, serving
 from deploy.sites import SERVER_ERRORS
 from ocr_core.errors import ErrorCode
 from tests.support import render_text
@@ -32,14 +32,6 @@ LIGHTTPD_IDLE_CUT_S = 10 + 3
 TRICKLE_EVERY_S = 2.0
 SLOW_CLIENTS = 8  # of each kind: a bounded count; the point is the bound, not the flood
 ANSWER_WITHIN_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def prefix() -> Iterator[Path]:
-    if reason := missing_models():
-        pytest.skip(reason)
-    with installed_tree() as path:
-        yield path
 
 
 @pytest.fixture(scope="module", params=KINDS)
