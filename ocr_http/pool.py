@@ -750,6 +750,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SettingsError("give --run-dir")
         run_dir = run_dir.resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
+        # Work in the run directory, as a daemon does: the directory it was started from may be
+        # one its workers' user cannot read (a checkout under a 0700 home), and OpenVINO aborts
+        # at model load when it cannot stat its working directory.
+        args.socket = args.socket.absolute() if args.socket else None
+        args.env_file = args.env_file.absolute() if args.env_file else None
+        os.chdir(run_dir)
         base_env = dict(os.environ)
         env = dict(base_env)
         if args.env_file is not None:
