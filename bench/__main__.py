@@ -72,6 +72,11 @@ def _engines(args: argparse.Namespace) -> list[EngineSpec]:
     backends = args.backends.split(",")
     engines = [*(crnnocr(p, b) for p in packs for b in backends), *peers()]
     keep = set(filter(None, args.engines.split(",")))
+    unknown = keep - {e.key for e in engines} - {"none"}
+    if unknown:
+        known = ", ".join(e.key for e in engines)
+        asked = ",".join(sorted(unknown))
+        raise SystemExit(f"bench: --engines {asked}: no such engine (known: {known}, none)")
     return [e for e in engines if not keep or e.key in keep]
 
 
