@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .median import median
+
 
 def detection_margin(height: int, width: int) -> int:
     """Margin added around an image before detection.
@@ -20,7 +22,7 @@ def detection_margin(height: int, width: int) -> int:
 def add_margin(bgr: np.ndarray, margin: int) -> np.ndarray:
     """Pad with the border's median colour, so the margin reads as background."""
     border = np.concatenate([bgr[0], bgr[-1], bgr[:, 0], bgr[:, -1]])
-    colour = [int(c) for c in np.median(border, axis=0)]
+    colour = [int(c) for c in median(border, axis=0)]
     return cv2.copyMakeBorder(bgr, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=colour)
 
 

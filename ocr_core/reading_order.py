@@ -44,6 +44,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from .median import median
+
 # Detector boxes of neighbouring lines overlap a little, hiding the gaps between rows: each box
 # is shrunk vertically by this share of its height on both sides before gaps are measured.
 SHRINK = 0.15
@@ -119,7 +121,7 @@ def _deskewed(quads: np.ndarray) -> np.ndarray:
     wide = np.linalg.norm(top, axis=1) > 2 * side
     if not wide.any():
         return quads
-    angle = float(np.median(np.arctan2(top[wide, 1], top[wide, 0])))
+    angle = float(median(np.arctan2(top[wide, 1], top[wide, 0])))
     cos, sin = np.cos(-angle), np.sin(-angle)
     return quads @ np.array([[cos, -sin], [sin, cos]]).T
 
@@ -139,7 +141,7 @@ class _Page:
 
     def height(self, idx: np.ndarray) -> float:
         """The region's line height: the median height of its boxes."""
-        return float(np.median(self.heights[idx]))
+        return float(median(self.heights[idx]))
 
     # ---- the recursive cut -------------------------------------------------------------------
 

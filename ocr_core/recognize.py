@@ -22,6 +22,7 @@ import numpy as np
 from .backends import InferenceModel
 from .deadline import NO_DEADLINE, Deadline
 from .errors import ErrorCode, OcrError
+from .median import median
 from .packs import PackSpec
 
 # Widest input fed to the recogniser, in multiples of its height. Longer lines are squeezed:
@@ -101,7 +102,7 @@ def text_rows(crop: np.ndarray) -> tuple[int, int]:
     height, width = crop.shape[:2]
     pixels = crop.reshape(height, width, -1)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = np.median(border, axis=0).astype(np.int16)
+    background = median(border, axis=0).astype(np.int16)
     deviation = np.empty(height, dtype=np.int16)
     step = max(1, _STRIP_PIXELS // max(width, 1))
     for y0 in range(0, height, step):

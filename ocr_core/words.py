@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .layout import CropFrame
+from .median import median
 from .recognize import Reading
 from .result import Word
 
@@ -45,7 +46,7 @@ def place_words(reading: Reading, crop: np.ndarray, frame: CropFrame, flipped: b
     inside = np.concatenate(steps) if steps else np.zeros(0)
     # The pitch of the line's characters; a line of one-letter words has none, so its height
     # (about an em) stands in for it.
-    pitch = float(np.median(inside)) if inside.size else 0.5 * frame.reading_height
+    pitch = float(median(inside)) if inside.size else 0.5 * frame.reading_height
     width = frame.reading_width
     lefts = [max(0.0, float(reading.x0[a]) - LEFT_REACH * pitch) for a, _z in spans]
     rights = [min(float(width), float(reading.x1[z - 1]) + RIGHT_REACH * pitch) for _a, z in spans]
