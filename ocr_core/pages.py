@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -78,7 +79,9 @@ class PageSource(Protocol):
     dpi: int | None
     page_count: int
 
-    def render(self, numbers: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]: ...
+    def render(self, numbers: Sequence[int], max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Each page's pixels, one page at a time; ``max_side`` bounds the longer side (a preview)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -116,16 +119,27 @@ class TiffPages:
         self.page_count = page_count
         self._limits = {"max_bytes": max_bytes, "max_pixels": max_pixels}
 
-    def render(self, numbers: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def render(self, numbers: Sequence[int], max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         for number in numbers:
             try:
                 image = decode_image(self._data, frame=number - 1, **self._limits)
             except OcrError as exc:
                 raise OcrError(exc.code, f"page {number} of the TIFF: {exc.message}") from None
-            yield number, image.bgr
+            yield number, image.bgr if max_side is None else fit(image.bgr, max_side)
 
     def close(self) -> None:
         pass
+
+
+def fit(bgr: np.ndarray, max_side: int) -> np.ndarray:
+    """``bgr`` scaled down (area-averaged, as a reader's eye does) so its longer side is at most
+    ``max_side``; unchanged when it already is."""
+    height, width = bgr.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return bgr
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
 
 
 def open_document(data: bytes, *, dpi: int, max_bytes: int, max_pixels: int) -> PageSource | None:

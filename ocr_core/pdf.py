@@ -60,13 +60,15 @@ class PdfPages:
         with _PDFIUM:
             self._document.close()
 
-    def render(self, numbers: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def render(self, numbers: Sequence[int], max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(page number, BGR pixels) for each page of ``numbers`` (from 1), one at a time: a page's
-        pixels are the caller's, and the next page is rendered only when asked for."""
+        pixels are the caller's, and the next page is rendered only when asked for. ``max_side``
+        renders a page whose longer side would pass it at a lower resolution (a preview), drawn
+        by PDFium at that size rather than scaled down afterwards."""
         for number in numbers:
-            yield number, self._render(number)
+            yield number, self._render(number, max_side)
 
-    def _render(self, number: int) -> np.ndarray:
+    def _render(self, number: int, max_side: int | None) -> np.ndarray:
         with _PDFIUM:
             try:
                 page = self._document[number - 1]
@@ -74,8 +76,11 @@ class PdfPages:
                 raise OcrError(ErrorCode.DECODE_FAILED, f"page {number} of the PDF cannot be read") from None
             try:
                 width_pt, height_pt = page.get_size()
+                scale = self._scale
+                if max_side is not None and max(width_pt, height_pt) * scale > max_side:
+                    scale = (max_side - 0.5) / max(width_pt, height_pt)  # rounded up to max_side
                 # The size PDFium will render at (pypdfium2 rounds up), known before rendering.
-                width, height = math.ceil(width_pt * self._scale), math.ceil(height_pt * self._scale)
+                width, height = math.ceil(width_pt * scale), math.ceil(height_pt * scale)
                 if not (width >= 1 and height >= 1):
                     raise OcrError(ErrorCode.DECODE_FAILED, f"page {number} of the PDF has no area")
                 if width > MAX_SIDE or height > MAX_SIDE or width * height > self._max_pixels:
@@ -85,7 +90,7 @@ class PdfPages:
                         f"the limits are {self._max_pixels} pixels and {MAX_SIDE} pixels a side "
                         "(ask for a lower dpi)",
                     )
-                bitmap = page.render(scale=self._scale, fill_color=(255, 255, 255, 255), may_draw_forms=False)
+                bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255), may_draw_forms=False)
                 try:
                     pixels = bitmap.to_numpy()
                     if pixels.ndim != 3 or pixels.shape[2] != 3:

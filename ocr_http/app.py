@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ocr_core.config import EngineConfig
 from ocr_core.deadline import Deadline
 from ocr_core.errors import ErrorCode, OcrError, client_error
-from ocr_core.result import Timings
+from ocr_core.result import DocumentResult, Timings
 
 from .response import Header, Response, error_response, json_response, text_response
 from .settings import CgiSettings, max_body_bytes
 
 if TYPE_CHECKING:
     from ocr_core.config import RecognizeOptions
+
+    from .request import Query
 
 ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
 PREFLIGHT_MAX_AGE_S = 600
@@ -287,12 +289,20 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
             # The stored timings were another call's: this one decoded and recognised nothing.
             timings = Timings(total=(time.perf_counter() - looked_up) * 1000.0).to_dict()
             doc = {**cached, "timing_ms": timings, "cached": True}
-            return text_response(doc["text"]) if query.format == "text" else json_response(HTTPStatus.OK, doc)
+            if query.format == "text":
+                return text_response(doc["text"])
+            numbers = [page["number"] for page in doc.get("pages", ())]
+            with services.recognition_slot() if query.preview else nullcontext():
+                previews = _previews(query, numbers, image, config, deadline)
+            return json_response(HTTPStatus.OK, _with_previews(doc, previews))
     # The slot before the OCR stack's import: a hit refused as busy costs no memory.
     with services.recognition_slot():
         from ocr_core.engine import get_engine
 
         result = get_engine(config).recognize(image, query.options, deadline=deadline)
+        # Rendering the pages again is the same kind of work, in the same slot.
+        numbers = [page.number for page in result.pages] if isinstance(result, DocumentResult) else []
+        previews = _previews(query, numbers, image, config, deadline)
     services.observer.recognised(result.timings)
     if query.format not in ("json", "text"):
         from ocr_core.formats import MEDIA_TYPES
@@ -302,4 +312,28 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
     doc = result.to_dict(words=query.words)
     if cache is not None:
         cache.store(image, config, query.options, doc)
-    return text_response(doc["text"]) if query.format == "text" else json_response(HTTPStatus.OK, doc)
+    if query.format == "text":
+        return text_response(doc["text"])
+    return json_response(HTTPStatus.OK, _with_previews(doc, previews))
+
+
+def _previews(query: Query, numbers: list[int], image: bytes, config: EngineConfig,
+              deadline: Deadline | None) -> list[dict[str, Any]]:
+    """A preview of each page ``numbers`` names when the call asked for previews in JSON and sent
+    a document (``ocr_core.previews``); none otherwise: a single image's is the client's own file."""
+    if not (query.preview and query.format == "json" and numbers):
+        return []
+    from ocr_core.previews import page_previews
+
+    deadline = deadline or Deadline.start(config.timeout_s)
+    previews = page_previews(image, numbers, dpi=query.options.dpi, max_bytes=config.max_bytes,
+                             max_pixels=config.max_pixels, deadline=deadline)
+    return [preview.to_dict() for preview in previews]
+
+
+def _with_previews(doc: dict[str, Any], previews: list[dict[str, Any]]) -> dict[str, Any]:
+    """``doc`` with each page's preview in the page (``doc`` itself when there are none)."""
+    if not previews:
+        return doc
+    return {**doc, "pages": [{**page, "preview": preview}
+                             for page, preview in zip(doc["pages"], previews, strict=True)]}

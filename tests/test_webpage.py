@@ -2,12 +2,14 @@
 
 Chromium is driven over the DevTools protocol with ``websocket-client``: the test chooses a file
 through the page's own file input (DOM.setFileInputFiles, as a user's pick does), drops one onto
-the drop zone, and reads the recognised text, the drawn boxes and the error message off the page.
+the drop zone, and reads the recognised text, the drawn boxes, each page shown and the error
+message off the page.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import itertools
 import json
 import os
@@ -20,7 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from deploy.servers import Server, installed_tree, missing_models, running_server
 from tests.support import EVAL_DIR, cer, eval_samples, render_text, scanned_pdf
@@ -143,10 +147,10 @@ def _wait_result(page: DevTools) -> dict[str, Any]:
     shown: dict[str, Any] = page.js("""({
         state: document.getElementById('status').dataset.state,
         text: document.getElementById('text').value,
-        boxes: document.querySelectorAll('#boxes polygon').length,
+        boxes: document.querySelectorAll('.boxes polygon').length,
         summary: document.getElementById('summary').textContent,
         error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
-        preview: document.getElementById('preview').naturalWidth,
+        preview: document.querySelector('.page img')?.naturalWidth,
     })""")
     return {**shown, "busy": busy}
 
@@ -199,10 +203,10 @@ def test_page_says_what_is_wrong_in_words(page: DevTools, tmp_path: Path) -> Non
 
 
 OVERLAY_GEOMETRY = """(() => {
-    const img = document.getElementById('preview').getBoundingClientRect();
-    const natural = document.getElementById('preview');
+    const natural = document.querySelector('.page img');
+    const img = natural.getBoundingClientRect();
     const sx = img.width / natural.naturalWidth, sy = img.height / natural.naturalHeight;
-    return [...document.querySelectorAll('#boxes polygon')].map((poly) => {
+    return [...document.querySelectorAll('.boxes polygon')].map((poly) => {
         const xs = [...poly.points].map((p) => p.x), ys = [...poly.points].map((p) => p.y);
         const drawn = poly.getBoundingClientRect();
         return {
@@ -228,7 +232,7 @@ def test_overlay_boxes_sit_on_the_image(page: DevTools, size: int) -> None:
     }})()""")
     shown = _wait_result(page)
     assert shown["state"] == "done" and shown["boxes"] == 2, shown
-    shown_width = page.js("document.getElementById('preview').getBoundingClientRect().width")
+    shown_width = page.js("document.querySelector('.page img').getBoundingClientRect().width")
     assert (shown_width < shown["preview"]) == (size == 90)  # the large image is really scaled down
     for box in page.js(OVERLAY_GEOMETRY):
         assert box["drawn"] == pytest.approx(box["expected"], abs=1.0), box
@@ -246,7 +250,8 @@ def test_page_reads_a_pdf_and_downloads_each_format(page: DevTools, tmp_path: Pa
     assert shown["summary"] == "2 pages, 2 lines"
     assert shown["text"].startswith("--- page 1 ---\nInvoice 2231 Berlin")
     assert "--- page 2 ---\nTotal due 42.50 EUR" in shown["text"]
-    assert page.js("document.getElementById('nopreview').hidden") is False
+    assert page.js("[...document.querySelectorAll('.page img')].map((img) => img.alt)") == [
+        "Page 1 of 2", "Page 2 of 2"]
     # Catch the download link's click, and read the blob it would have saved (the page's CSP
     # rightly forbids fetching blob: URLs).
     page.js("""window.saved = null; const objectUrl = URL.createObjectURL;
@@ -265,3 +270,63 @@ def test_page_reads_a_pdf_and_downloads_each_format(page: DevTools, tmp_path: Pa
         assert isinstance(saved, list), (fmt, saved)
         saved_name, body = saved
         assert saved_name == name and needle in body, (fmt, body[:300])
+
+
+# Per page: the page's picture on screen, and the union of its drawn boxes' on-screen rectangles.
+PAGES_SHOWN = """[...document.querySelectorAll('.page')].map((figure) => {
+    const img = figure.querySelector('img');
+    const rects = [...figure.querySelectorAll('.boxes polygon')].map((poly) => poly.getBoundingClientRect());
+    const shown = img.getBoundingClientRect();
+    return {
+        caption: figure.querySelector('figcaption').textContent,
+        loaded: img.complete && img.naturalWidth > 0,
+        natural: [img.naturalWidth, img.naturalHeight],
+        image: [shown.left, shown.top, shown.width, shown.height],
+        boxes: rects.length,
+        drawn: [Math.min(...rects.map((r) => r.left)), Math.min(...rects.map((r) => r.top)),
+                Math.max(...rects.map((r) => r.right)), Math.max(...rects.map((r) => r.bottom))],
+    };
+})"""
+
+
+def _ink(png: bytes) -> tuple[list[int], int]:
+    """The rectangle (left, top, right, bottom) of a page's dark pixels, and the height of one line
+    of them: where the text is, found from the pixels and nothing else."""
+    dark = np.asarray(Image.open(io.BytesIO(png)).convert("L")) < 128
+    rows, cols = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)  # the rows of each line of text
+    line_height = max(len(run) for run in runs)
+    return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1], line_height
+
+
+def test_page_shows_each_pdf_page_with_its_boxes(page: DevTools, tmp_path: Path) -> None:
+    """A three-page PDF: each page is shown as a picture (the server's preview) with its boxes over
+    its text. Where the text is comes from the page's pixels: the boxes drawn on screen must cover
+    it, and end within a line's height of it, on a page shown at its own size and on one whose
+    preview (wider than 1600 px) and display are both scaled down."""
+    pages = [render_text(["Invoice 2231 Berlin"], size=30),
+             render_text(["Total due 42.50 EUR, paid by card 7731"], size=90),
+             render_text(["Thank you", "See you soon"])]
+    pdf = tmp_path / "three.pdf"
+    pdf.write_bytes(scanned_pdf(pages))
+    _choose_file(page, pdf)
+    shown = _wait_result(page)
+    assert shown["state"] == "done" and shown["error"] is None, shown
+    assert shown["summary"] == "3 pages, 4 lines"
+    page.wait_for("[...document.querySelectorAll('.page img')].every((img) => img.complete)")
+    figures = page.js(PAGES_SHOWN)
+    assert [f["caption"] for f in figures] == ["Page 1 of 3", "Page 2 of 3", "Page 3 of 3"]
+    assert [f["boxes"] for f in figures] == [1, 1, 2]
+    assert figures[1]["natural"][0] == 1600  # the wide page's preview is scaled down
+    for png, figure in zip(pages, figures, strict=True):
+        assert figure["loaded"], figure
+        (left, top, right, bottom), line_height = _ink(png)
+        x, y, width, height = figure["image"]
+        size = Image.open(io.BytesIO(png)).size
+        scale = width / size[0]  # page pixels → screen; the preview has the page's proportions
+        assert height == pytest.approx(size[1] * scale, abs=1.0)
+        ink = [x + left * scale, y + top * scale, x + right * scale, y + bottom * scale]
+        drawn, slack = figure["drawn"], line_height * scale
+        for edge, (d, i) in enumerate(zip(drawn, ink, strict=True)):
+            outward = (i - d) if edge < 2 else (d - i)  # how far the box reaches beyond the ink
+            assert -1.0 <= outward <= slack, (edge, drawn, ink, slack)
