@@ -1,0 +1,64 @@
+"""The batch map (``ocr_core.batch``) on a Dask cluster: ``python -m ocr_core --dask SCHEDULER``.
+
+The client (this process) plans as a local run does: it reads each file and splits a document
+into its pages. Each file's bytes go to the cluster once (``scatter``); its parts are tasks that
+name them, so a 50-page PDF is sent once, not once a page, and its pages spread over the
+workers. ``EnginePlugin`` sets each worker's process knobs and loads the engine once, when the
+worker joins (workers that join later get it too); tasks then find it loaded.
+
+What the workers need: this package, requirements.txt and requirements-dask.txt, and the model
+pack the run asks for, installed where their own ``CRNNOCR_MODEL_DIR`` (or the default) says.
+They read nothing from the client's disk. Their ``CRNNOCR_*`` environment sets their limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from distributed import Client, Future, WorkerPlugin
+
+from .batch import PartFuture, Plan, configure_worker, read_part, worker_engine
+from .config import RecognizeOptions
+from .errors import ErrorCode, OcrError
+
+PLUGIN_NAME = "crnnocr-engine"
+CONNECT_TIMEOUT_S = 30
+
+
+class EnginePlugin(WorkerPlugin):
+    """Loads the engine on each worker when it starts; a failure is reported by each task."""
+
+    def __init__(self, overrides: Mapping[str, Any]) -> None:
+        self.overrides = dict(overrides)
+
+    def setup(self, worker: Any) -> None:
+        configure_worker()
+        try:
+            worker_engine(self.overrides)
+        except Exception:  # read_part gives each task the error, in the client's output
+            pass
+
+
+class DaskRunner:
+    """Parts as tasks on the cluster at ``address``; at most two a worker thread in flight."""
+
+    def __init__(self, address: str, overrides: Mapping[str, Any], options: RecognizeOptions) -> None:
+        self._overrides = dict(overrides)
+        self._options = options
+        try:
+            self._client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise OcrError(ErrorCode.BAD_REQUEST, f"no Dask scheduler answers at {address}",
+                           str(exc)) from None
+        self._client.register_plugin(EnginePlugin(self._overrides), name=PLUGIN_NAME)
+        self.workers = max(1, sum(self._client.nthreads().values()))
+
+    def share(self, plan: Plan) -> Future:
+        return self._client.scatter(plan.data, hash=False)
+
+    def submit(self, source: Future, page: int | None) -> PartFuture:
+        return self._client.submit(read_part, source, self._overrides, self._options, page, pure=False)
+
+    def close(self) -> None:
+        self._client.close()
