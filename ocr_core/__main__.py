@@ -128,8 +128,8 @@ Outcome = tuple[str, Any, Mapping[str, str], OcrError | None]
 
 def _read_here(files: Sequence[str], config: EngineConfig, options: RecognizeOptions) -> Iterator[Outcome]:
     """Each file read in this process, one after the other (the fastest start for a few files)."""
-    from .batch import read_input
     from .engine import Engine
+    from .pages import read_input
 
     try:
         engine = Engine.load(config)

@@ -25,16 +25,15 @@ import json
 import os
 import queue
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .config import EngineConfig, RecognizeOptions
 from .errors import ErrorCode, OcrError, client_error
+from .pages import PageSelection, open_document, read_input, select_pages
 from .result import DocumentResult, OcrResult, Timings
 
 Result = OcrResult | DocumentResult
@@ -42,18 +41,6 @@ Result = OcrResult | DocumentResult
 PARTS_PER_WORKER = 2
 # Files finished but not yet handed back (a slow file ahead of them holds them), at most.
 MAX_BUFFERED_FILES = 256
-
-
-def read_input(name: str, max_bytes: int) -> bytes:
-    """A file's bytes, at most max_bytes + 1 (enough for the core to tell it is too large);
-    ``-`` is standard input."""
-    try:
-        if name == "-":
-            return sys.stdin.buffer.read(max_bytes + 1)
-        with Path(name).open("rb") as f:
-            return f.read(max_bytes + 1)
-    except OSError as exc:
-        raise OcrError(ErrorCode.BAD_REQUEST, f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 def done_files(path: str) -> set[str]:
@@ -184,8 +171,6 @@ class Plan:
 def plan_file(name: str, options: RecognizeOptions, config: EngineConfig) -> Plan:
     """Read ``name`` and, for a document, open it and select its pages as ``Engine.recognize``
     does (same checks, same errors). Raises OcrError."""
-    from .pages import PageSelection, open_document, select_pages
-
     data = read_input(name, config.max_bytes)
     source = open_document(data, dpi=options.dpi, max_bytes=config.max_bytes, max_pixels=config.max_pixels)
     if source is None:
