@@ -9,6 +9,8 @@ worker joins (workers that join later get it too); tasks then find it loaded.
 What the workers need: this package, requirements.txt and requirements-dask.txt, and the model
 pack the run asks for, installed where their own ``CRNNOCR_MODEL_DIR`` (or the default) says.
 They read nothing from the client's disk. Their ``CRNNOCR_*`` environment sets their limits.
+How long the client waits for the scheduler is Dask's setting (``distributed.comm.timeouts.connect``,
+``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``; 30 s by default).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from .config import RecognizeOptions
 from .errors import ErrorCode, OcrError
 
 PLUGIN_NAME = "crnnocr-engine"
-CONNECT_TIMEOUT_S = 30
 
 
 class EnginePlugin(WorkerPlugin):
@@ -47,7 +48,7 @@ class DaskRunner:
         self._overrides = dict(overrides)
         self._options = options
         try:
-            self._client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            self._client = Client(address, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise OcrError(ErrorCode.BAD_REQUEST, f"no Dask scheduler answers at {address}",
                            str(exc)) from None
