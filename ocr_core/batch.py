@@ -13,7 +13,10 @@ a local pool uses the forkserver start method, so no worker inherits the parent'
 that inherits an imported ONNX Runtime can abort at exit); Dask workers load it in a
 ``WorkerPlugin`` (``ocr_core.dask_run``). Each is a side-by-side process (``ocr_core.process``):
 one inference thread, ``backend=auto`` as in a pool worker. ``timeout_s`` bounds each part (a
-page), not a whole document.
+page), not a whole document. A local worker that dies is replaced, and the parts it had in
+flight are read again once (``RETRIES_AFTER_DEATH``): then a part that kills its worker every
+time is its file's ``internal`` error, and the run goes on. (Dask retries a task whose worker
+died by itself, ``distributed.scheduler.allowed-failures``.)
 
 ``done_files`` and ``cut_torn_tail`` make a run resumable from its own ``--jsonl`` output.
 """
@@ -41,6 +44,9 @@ Result = OcrResult | DocumentResult
 PARTS_PER_WORKER = 2
 # Files finished but not yet handed back (a slow file ahead of them holds them), at most.
 MAX_BUFFERED_FILES = 256
+# A part in flight when its worker died is read again this many times; then it is an error (it
+# may be the part that kills the worker).
+RETRIES_AFTER_DEATH = 1
 
 
 def done_files(path: str) -> set[str]:
@@ -224,17 +230,22 @@ class Runner(Protocol):
 
 
 class LocalRunner:
-    """``jobs`` worker processes on this machine (forkserver: none inherits the parent)."""
+    """``jobs`` worker processes on this machine (forkserver: none inherits the parent). A worker
+    that dies (killed, out of memory, a crash in native code) breaks the executor: the next
+    submit starts a new one, and the parts that were in flight come back as ``WorkerDied``."""
 
     def __init__(self, jobs: int, overrides: Mapping[str, Any], options: RecognizeOptions) -> None:
         self.workers = jobs
         self._overrides = dict(overrides)
         self._options = options
+        self._pool = self._start()
+
+    def _start(self) -> Any:
         import concurrent.futures
         import multiprocessing
 
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=jobs, mp_context=multiprocessing.get_context("forkserver"),
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
             initializer=start_worker, initargs=(self._overrides,),
         )
 
@@ -246,23 +257,34 @@ class LocalRunner:
         return plan.data
 
     def submit(self, source: bytes | str, page: int | None) -> PartFuture:
-        return self._pool.submit(read_part, source, self._overrides, self._options, page)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self._pool.submit(read_part, source, self._overrides, self._options, page)
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = self._start()
+            return self._pool.submit(read_part, source, self._overrides, self._options, page)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+class WorkerDied(Exception):
+    """A part's worker process died while the part was in flight (which part killed it is unknown)."""
+
+
 def part_outcome(future: PartFuture) -> PartOutcome:
-    """A finished part's outcome; a worker that died with it (or any failure of the runner
-    itself) is that part's internal error."""
+    """A finished part's outcome; any failure of the runner itself is the part's internal error.
+    Raises WorkerDied when the part's worker process died."""
     from concurrent.futures.process import BrokenProcessPool
 
     try:
         return future.result()
+    except BrokenProcessPool as exc:
+        raise WorkerDied(str(exc)) from None
     except Exception as exc:
         error = client_error(exc)
-        if isinstance(exc, BrokenProcessPool):
-            error = OcrError(ErrorCode.INTERNAL, "a worker process died while reading this file", str(exc))
         return PartOutcome(error=(error.code.value, error.message, error.detail))
 
 
@@ -272,11 +294,12 @@ def part_outcome(future: PartFuture) -> PartOutcome:
 class _Pending:
     plan_name: str
     source: Any
+    pages: tuple[int | None, ...]
     outcomes: list[PartOutcome | None]
     error: OcrError | None = None
 
-    def parts(self, pages: tuple[int | None, ...]) -> Iterator[tuple[_Pending, int, int | None]]:
-        return ((self, k, page) for k, page in enumerate(pages))
+    def parts(self) -> Iterator[tuple[_Pending, int]]:
+        return ((self, k) for k in range(len(self.pages)))
 
     @property
     def complete(self) -> bool:
@@ -317,13 +340,17 @@ def run(names: Iterable[str], options: RecognizeOptions, overrides: Mapping[str,
     parts always go first, and the run holds a bounded amount of work whatever the number of files.
     """
     config = EngineConfig.from_env(**overrides)
-    done: queue.SimpleQueue[tuple[_Pending, int, PartFuture]] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[_Pending, int, int, PartFuture]] = queue.SimpleQueue()
     window = max(1, runner.workers * PARTS_PER_WORKER)
     order: deque[_Pending] = deque()  # files not yet handed back, in input order
     names = iter(names)
-    parts: Iterator[tuple[_Pending, int, int | None]] = iter(())
+    parts: Iterator[tuple[_Pending, int]] = iter(())
     in_flight = 0
     more_files = True
+
+    def submit(pending: _Pending, k: int, attempt: int) -> None:
+        future = runner.submit(pending.source, pending.pages[k])
+        future.add_done_callback(lambda f: done.put((pending, k, attempt, f)))
 
     while True:
         while in_flight < window:
@@ -338,15 +365,13 @@ def run(names: Iterable[str], options: RecognizeOptions, overrides: Mapping[str,
                 try:
                     plan = plan_file(name, options, config)
                 except Exception as exc:
-                    order.append(_Pending(name, None, [], error=client_error(exc)))
+                    order.append(_Pending(name, None, (), [], error=client_error(exc)))
                     continue
-                pending = _Pending(name, runner.share(plan), [None] * len(plan.pages))
+                pending = _Pending(name, runner.share(plan), plan.pages, [None] * len(plan.pages))
                 order.append(pending)
-                parts = pending.parts(plan.pages)
+                parts = pending.parts()
                 continue
-            pending, k, page = part
-            future = runner.submit(pending.source, page)
-            future.add_done_callback(lambda f, p=pending, k=k: done.put((p, k, f)))
+            submit(*part, 0)
             in_flight += 1
         while order and order[0].complete:
             head = order.popleft()
@@ -360,6 +385,13 @@ def run(names: Iterable[str], options: RecognizeOptions, overrides: Mapping[str,
             if not more_files and not order:
                 return
             continue  # a full buffer was handed back: plan more
-        finished, k, future = done.get()
-        finished.outcomes[k] = part_outcome(future)
+        finished, k, attempt, future = done.get()
+        try:
+            finished.outcomes[k] = part_outcome(future)
+        except WorkerDied as exc:
+            if attempt < RETRIES_AFTER_DEATH:
+                submit(finished, k, attempt + 1)
+                continue
+            finished.outcomes[k] = PartOutcome(error=(
+                ErrorCode.INTERNAL.value, "a worker process died while reading this file", str(exc)))
         in_flight -= 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -167,3 +168,31 @@ def test_dask_scheduler_that_does_not_answer(inputs: Path) -> None:
                 env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
     assert done.returncode == 1
     assert [json.loads(line)["error"]["code"] for line in done.stdout.splitlines()] == ["bad_request"] * 2
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_a_worker_killed_mid_run_costs_no_file(inputs: Path, sequential: list[dict]) -> None:
+    """``kill -9`` of a worker while it reads: a new worker takes over, the parts that were in
+    flight are read again, and every file still gets its result."""
+    names = ["one.png", "doc.pdf", "doc.tif", "two.png", "doc.pdf"]
+    expected = [sequential[FILES.index(name)] for name in names]
+    run = subprocess.Popen([*CLI, "--jobs", "2", *names], cwd=inputs, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
+    try:
+        first = run.stdout.readline()  # type: ignore[union-attr]  # the workers are loaded and reading
+        workers = [worker for child in _children(run.pid) for worker in _children(child)]
+        assert workers, "no worker process found under the forkserver"
+        os.kill(workers[0], signal.SIGKILL)
+        rest, errors = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, errors[-2000:]
+    assert _records(first + rest) == expected
