@@ -9,7 +9,9 @@ For ``make serve``, the tests and the benchmark:
 ``serving`` runs one of the three ways in (``PATHS``): ``cgi`` (``ocr.cgi`` does the work itself:
 no pool answers on its socket), ``cgi-pool`` (a pool runs; ``ocr.cgi`` forwards to it) and
 ``fastcgi`` (the server speaks FastCGI to the pool: lighttpd spawns it, Apache proxies to one
-started here as the systemd unit would). Everything is cleaned up afterwards: servers and pools
+started here as the systemd unit would). More than one machine: ``tcp_pools`` starts pools that
+listen on TCP (one per HOST:PORT, loopback addresses standing for hosts) and ``serving_pools``
+puts a server in front of them (mode ``pools``). Everything is cleaned up afterwards: servers and pools
 are stopped (SIGTERM, then SIGKILL) by PID, temporary directories removed (the shared install
 when the process exits).
 """

@@ -179,7 +179,10 @@ if __name__ == "__main__":
 
     # One call and exit: the fastest start wins (backend=auto takes ONNX Runtime).
     configure_process(one_shot=True)
-    status = main()
+    try:
+        status = main()
+    except KeyboardInterrupt:  # Ctrl-C: what was printed stands (resume with --skip-done)
+        status = 130
     # Everything is written: skip interpreter teardown (module and ONNX Runtime destructors), which
     # costs a one-shot process ~25 ms and gives nothing back. The CGI ends the same way.
     sys.stdout.flush()
