@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.docbench import scanned_pdf
 from bench.report import Section
 from bench.tasks import read_labels
 
@@ -31,17 +32,6 @@ TITLE = "6. Batch runs: --jobs 2 against in-process (issue 14)"
 PAGES = 12
 ROUNDS = 3
 JOBS = 2
-
-
-def _pdf(images: list[bytes]) -> bytes:
-    import io
-
-    from PIL import Image
-
-    pages = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
-    out = io.BytesIO()
-    pages[0].save(out, "PDF", save_all=True, append_images=pages[1:], resolution=200)
-    return out.getvalue()
 
 
 def _command(backend: str, files: list[Path]) -> float:
@@ -72,7 +62,7 @@ def _measure(eval_dir: Path) -> list[str]:
     samples: dict[str, list[float]] = {"in-process": [], "images": [], "pdf": []}
     with tempfile.TemporaryDirectory(prefix="crnnocr-batchbench-") as work:
         pdf = Path(work) / "receipts.pdf"
-        pdf.write_bytes(_pdf(images))
+        pdf.write_bytes(scanned_pdf(images))
         for _ in range(ROUNDS):
             started = time.perf_counter()
             for data in images:

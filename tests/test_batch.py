@@ -144,13 +144,17 @@ def test_a_document_fails_with_its_first_failed_page() -> None:
 
 
 @pytest.fixture(scope="module")
-def dask_cluster() -> Iterator[str]:
-    """A LocalCluster of two worker processes, one thread each, on 127.0.0.1; closed afterwards
-    (its processes are children of this one and end with it)."""
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A LocalCluster of two worker processes, one thread each, on 127.0.0.1, its scratch space in
+    a directory of this test's; closed afterwards, and none of its processes left."""
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, worker_dashboard_address=None) as cluster:
+    scratch = str(tmp_path_factory.mktemp("dask"))
+    with dask.config.set({"temporary-directory": scratch}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address=None, worker_dashboard_address=None,
+                         local_directory=scratch) as cluster:
         workers = [w.process.process.pid for w in cluster.workers.values()]
         yield cluster.scheduler_address
     for pid in workers:  # nothing is left running
