@@ -15,6 +15,7 @@ How long the client waits for the scheduler is Dask's setting (``distributed.com
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +23,7 @@ from distributed import Client, Future, WorkerPlugin
 
 from .batch import PartFuture, Plan, configure_worker, read_part, worker_engine
 from .config import RecognizeOptions
-from .errors import ErrorCode, OcrError
+from .errors import ErrorCode, OcrError, client_error
 
 PLUGIN_NAME = "crnnocr-engine"
 
@@ -41,6 +42,19 @@ class EnginePlugin(WorkerPlugin):
             pass
 
 
+def worker_identity(overrides: Mapping[str, Any]) -> str:
+    """What makes a worker read as it does: crnnocr's version, the pack and the runtime."""
+    from . import __version__
+
+    try:
+        engine = worker_engine(overrides)
+    except Exception as exc:
+        return f"no engine ({client_error(exc).code.value})"
+    runtime = engine.runtime
+    return f"crnnocr {__version__}, pack {engine.pack}, {runtime.backend} {runtime.version} " \
+           f"{runtime.precision}"
+
+
 class DaskRunner:
     """Parts as tasks on the cluster at ``address``; at most two a worker thread in flight."""
 
@@ -52,8 +66,19 @@ class DaskRunner:
         except (OSError, TimeoutError) as exc:
             raise OcrError(ErrorCode.BAD_REQUEST, f"no Dask scheduler answers at {address}",
                            str(exc)) from None
-        self._client.register_plugin(EnginePlugin(self._overrides), name=PLUGIN_NAME)
+        try:
+            self._client.register_plugin(EnginePlugin(self._overrides), name=PLUGIN_NAME)
+            identities = self._client.run(worker_identity, self._overrides)
+        except Exception as exc:  # the workers cannot import this package, or its requirements
+            self._client.close()
+            raise OcrError(ErrorCode.MODEL_UNAVAILABLE,
+                           "the Dask workers cannot run crnnocr: install it and its requirements on them",
+                           f"{type(exc).__name__}: {exc}") from None
         self.workers = max(1, sum(self._client.nthreads().values()))
+        if len(set(identities.values())) > 1:  # one archive, read alike: say so, then go on
+            listed = "; ".join(f"{address}: {identity}" for address, identity in sorted(identities.items()))
+            print(f"crnnocr: the Dask workers differ, so results may depend on the worker: {listed}",
+                  file=sys.stderr, flush=True)
 
     def share(self, plan: Plan) -> Future:
         return self._client.scatter(plan.data, hash=False)
