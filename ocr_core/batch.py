@@ -292,7 +292,7 @@ def part_outcome(future: PartFuture) -> PartOutcome:
 
 @dataclass
 class _Pending:
-    plan_name: str
+    name: str
     source: Any
     pages: tuple[int | None, ...]
     outcomes: list[PartOutcome | None]
@@ -378,9 +378,9 @@ def run(names: Iterable[str], options: RecognizeOptions, overrides: Mapping[str,
             if progress is not None:
                 progress.update(files=1, pages=len(head.outcomes))
             if head.error is not None:
-                yield FileOutcome(head.plan_name, error=head.error)
+                yield FileOutcome(head.name, error=head.error)
             else:
-                yield assemble(head.plan_name, [o for o in head.outcomes if o is not None])
+                yield assemble(head.name, [o for o in head.outcomes if o is not None])
         if in_flight == 0:
             if not more_files and not order:
                 return
@@ -395,3 +395,5 @@ def run(names: Iterable[str], options: RecognizeOptions, overrides: Mapping[str,
             finished.outcomes[k] = PartOutcome(error=(
                 ErrorCode.INTERNAL.value, "a worker process died while reading this file", str(exc)))
         in_flight -= 1
+        if finished.complete:
+            finished.source = None  # its bytes (or its data on the cluster) are needed no more
