@@ -115,11 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes = _read_here(files, config, options)
     else:
         outcomes = _read_in_batch(files, options, overrides, args.jobs, args.dask)
-    for name, result, runtime, error in outcomes:
-        if error is not None:
-            emit_error(name, error)
-        else:
-            emit_result(name, result, runtime)
+    try:
+        for name, result, runtime, error in outcomes:
+            if error is not None:
+                emit_error(name, error)
+            else:
+                emit_result(name, result, runtime)
+    finally:
+        outcomes.close()  # on Ctrl-C too: the batch's workers are stopped before the process exits
     return 1 if failed else 0
 
 
@@ -173,6 +176,7 @@ def _read_in_batch(files: Sequence[str], options: RecognizeOptions, overrides: M
         if progress is not None:
             progress.close()
         runner.close()
+
 
 if __name__ == "__main__":
     from .process import configure_process
