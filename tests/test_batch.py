@@ -201,3 +201,18 @@ def test_a_worker_killed_mid_run_costs_no_file(inputs: Path, sequential: list[di
             run.wait()
     assert run.returncode == 0, errors[-2000:]
     assert _records(first + rest) == expected
+
+
+def test_a_plan_selects_pages_and_refuses_as_one_call_would(inputs: Path) -> None:
+    from ocr_core import EngineConfig, OcrError, RecognizeOptions
+    from ocr_core.batch import plan_file
+
+    config = EngineConfig.from_env()
+    assert plan_file(str(inputs / "doc.pdf"), RecognizeOptions(pages="3,1-2"), config).pages == (1, 2, 3)
+    assert plan_file(str(inputs / "doc.tif"), RecognizeOptions(pages="2"), config).pages == (2,)
+    assert plan_file(str(inputs / "one.png"), RecognizeOptions(), config).pages == (None,)
+    for name, options, limit, code in (("doc.pdf", RecognizeOptions(), 2, "too_many_pages"),
+                                       ("doc.pdf", RecognizeOptions(pages="4"), 50, "bad_request")):
+        with pytest.raises(OcrError) as refused:
+            plan_file(str(inputs / name), options, EngineConfig.from_env(max_pages=limit))
+        assert refused.value.code == code
