@@ -33,9 +33,9 @@ debian-packages:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-pdf.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-pdf.txt requirements-dask.txt
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r requirements-pdf.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r requirements-pdf.txt -r requirements-dask.txt
 	touch $@
 
 # make models: the manifest's default pack; make models PACK=ppocr-v5 (or several, space-separated).

@@ -5,7 +5,8 @@
                                                [--destdir STAGING] [--build-dir build]
     python -m deploy render lighttpd|apache --prefix P [--mode cgi|fastcgi] [--port N] --run-dir R
                                             [--env KEY=VALUE ...]
-    python -m deploy render unit --prefix P [--socket S] [--run-dir R]
+    python -m deploy render lighttpd|apache --mode pools --pool HOST:PORT [--pool HOST:PORT ...] ...
+    python -m deploy render unit --prefix P [--socket S] [--run-dir R] [--tcp HOST:PORT]
     python -m deploy serve lighttpd|apache --prefix P [--path fastcgi|cgi-pool|cgi] [--port N]
                                            [--env KEY=VALUE ...]
 
@@ -58,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--mode", choices=MODES, default="cgi")
     render.add_argument("--socket", type=Path, help="the pool's socket (default: RUN_DIR/pool/pool.sock; "
                         "for the unit /run/crnnocr/pool.sock)")
+    render.add_argument("--pool", action="append", default=[], metavar="HOST:PORT",
+                        help="mode pools: a pool on another host (repeatable)")
+    render.add_argument("--tcp", metavar="HOST:PORT",
+                        help="unit: listen on TCP too, for web servers on other hosts (a private address)")
     serve = sub.add_parser("serve", help="run a server (and its pool) in the foreground")
     serve.add_argument("kind", choices=KINDS)
     serve.add_argument("--path", choices=PATHS, default="fastcgi",
@@ -81,13 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "render":
         if args.kind == "unit":
             unit = PoolConfig(prefix, **({"socket": args.socket} if args.socket else {}),
-                              **({"run_dir": args.run_dir.resolve()} if args.run_dir else {}))
+                              **({"run_dir": args.run_dir.resolve()} if args.run_dir else {}), tcp=args.tcp)
             sys.stdout.write(unit.render_unit())
             return 0
         if args.run_dir is None:
             raise SystemExit("render: --run-dir is required for a server config")
         site = SiteConfig(kind=args.kind, prefix=prefix, port=args.port, run_dir=args.run_dir.resolve(),
-                          mode=args.mode, env=_env(args), pool_socket=args.socket)
+                          mode=args.mode, env=_env(args), pool_socket=args.socket,
+                          pool_hosts=tuple(args.pool))
         sys.stdout.write(site.render())
         return 0
     with serving(args.kind, args.path, prefix, env=_env(args), port=args.port, error_log=STDERR) as server:

@@ -9,7 +9,9 @@ For ``make serve``, the tests and the benchmark:
 ``serving`` runs one of the three ways in (``PATHS``): ``cgi`` (``ocr.cgi`` does the work itself:
 no pool answers on its socket), ``cgi-pool`` (a pool runs; ``ocr.cgi`` forwards to it) and
 ``fastcgi`` (the server speaks FastCGI to the pool: lighttpd spawns it, Apache proxies to one
-started here as the systemd unit would). Everything is cleaned up afterwards: servers and pools
+started here as the systemd unit would). More than one machine: ``tcp_pools`` starts pools that
+listen on TCP (one per HOST:PORT, loopback addresses standing for hosts) and ``serving_pools``
+puts a server in front of them (mode ``pools``). Everything is cleaned up afterwards: servers and pools
 are stopped (SIGTERM, then SIGKILL) by PID, temporary directories removed (the shared install
 when the process exits).
 """
@@ -82,9 +84,9 @@ def servers_available() -> list[ServerKind]:
     return [kind for kind in KINDS if found[kind]]
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -185,13 +187,14 @@ def _unit_command(unit: str) -> tuple[list[str], str, str]:
 
 
 @contextlib.contextmanager
-def running_pool(prefix: Path, site: SiteConfig) -> Iterator[Pool]:
+def running_pool(prefix: Path, site: SiteConfig, *, tcp: str | None = None) -> Iterator[Pool]:
     """The pool of ``site`` (its socket, its application environment) started in the foreground
-    with the command, user and group of the shipped systemd unit, ready when this yields."""
+    with the command, user and group of the shipped systemd unit, ready when this yields;
+    listening on ``tcp`` (HOST:PORT) too when given."""
     run_dir = site.pool_dir
     env_file = run_dir / "pool.env"
     env_file.write_text(render_pool_env(site.app_env), encoding="utf-8")
-    unit = PoolConfig(prefix, socket=site.socket, run_dir=run_dir, env_file=env_file).render_unit()
+    unit = PoolConfig(prefix, socket=site.socket, run_dir=run_dir, env_file=env_file, tcp=tcp).render_unit()
     argv, user, group = _unit_command(unit)
     log = STDERR if site.log_path == STDERR else run_dir / "pool.log"
     pool = Pool(run_dir=run_dir, socket=site.socket, log=log)
@@ -250,7 +253,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> bool:
 @contextlib.contextmanager
 def running_server(kind: ServerKind, prefix: Path, *, env: Mapping[str, str] | None = None,
                    port: int | None = None, mode: Mode = "cgi", run_dir: Path | None = None,
-                   error_log: Path | None = None) -> Iterator[Server]:
+                   error_log: Path | None = None, pool_hosts: tuple[str, ...] = ()) -> Iterator[Server]:
     """Run ``kind`` with the shipped config on 127.0.0.1, serving the tree installed at ``prefix``.
 
     ``env`` adds to the application's environment (e.g. ``{"CRNNOCR_TIMEOUT_S": "0.05"}``). A free
@@ -262,7 +265,7 @@ def running_server(kind: ServerKind, prefix: Path, *, env: Mapping[str, str] | N
     try:
         for attempt in range(3):
             site = SiteConfig(kind=kind, prefix=Path(prefix), port=port or free_port(), run_dir=run_dir,
-                              mode=mode, env=dict(env or {}), error_log=error_log)
+                              mode=mode, env=dict(env or {}), error_log=error_log, pool_hosts=pool_hosts)
             _, argv = site.prepare()
             # lighttpd in the foreground hands its stderr to CGI scripts and the pool it spawns:
             # send it to the error log too, so that one file has everything.
@@ -314,6 +317,34 @@ def serving(kind: ServerKind, path: Way, prefix: Path, *, env: Mapping[str, str]
             yield Server(**{**server.__dict__, "path": path, "pool": pool})
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def tcp_pools(prefix: Path, hosts: Iterable[str], *, env: Mapping[str, str] | None = None
+              ) -> Iterator[tuple[Pool, ...]]:
+    """One pool per HOST:PORT of ``hosts``, as the unit on each host would start it (``--tcp``),
+    each with a run directory of its own; loopback addresses (127.0.0.1, 127.0.0.2) stand for hosts."""
+    run_dir = world_traversable_tempdir("crnnocr-hosts-")
+    try:
+        with contextlib.ExitStack() as stack:
+            pools = []
+            for number, address in enumerate(hosts):
+                site = SiteConfig(kind="lighttpd", prefix=Path(prefix), port=0, mode="fastcgi",
+                                  run_dir=run_dir / f"host{number}", env=dict(env or {}))
+                site.make_dirs()
+                pools.append(stack.enter_context(running_pool(Path(prefix), site, tcp=address)))
+            yield tuple(pools)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving_pools(kind: ServerKind, prefix: Path, hosts: Iterable[str], *,
+                  env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """``kind`` in mode ``pools``: ``/cgi-bin/ocr.cgi`` spread over the pools at ``hosts``
+    (HOST:PORT each; started elsewhere, e.g. by ``tcp_pools``)."""
+    with running_server(kind, prefix, env=env, mode="pools", pool_hosts=tuple(hosts)) as server:
+        yield Server(**{**server.__dict__, "path": "pools"})
 
 
 # --- A small HTTP client over http.client (chunked bodies, any method, raw headers) ------------

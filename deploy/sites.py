@@ -4,8 +4,9 @@
 application (``cgi``: ``cgi-bin/ocr.cgi``, which forwards to a pool when one answers on the
 site's pool socket; ``fastcgi``: the server talks FastCGI to the pool itself: lighttpd spawns it
 with ``bin-path``, Apache proxies to one started by the systemd unit), where it listens and where
-its run-time files go. ``PoolConfig`` renders that unit. Templates use ``@NAME@`` placeholders and
-``#@if MODE`` … ``#@end`` blocks kept only in that mode.
+its run-time files go; ``pools``: the server spreads requests over pools on other hosts, each
+listening on TCP, started there by the unit). ``PoolConfig`` renders that unit. Templates use
+``@NAME@`` placeholders and ``#@if MODE [MODE...]`` … ``#@end`` blocks kept only in those modes.
 """
 
 from __future__ import annotations
@@ -25,14 +26,18 @@ from typing import Literal
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 KINDS = ("lighttpd", "apache")
-MODES = ("cgi", "fastcgi")
-Mode = Literal["cgi", "fastcgi"]
+MODES = ("cgi", "fastcgi", "pools")
+Mode = Literal["cgi", "fastcgi", "pools"]
 # The CGI's defaults; overrides come from CRNNOCR_* variables and --env.
 CGI_TIMEOUT_S = 20
 SERVER_SLACK_S = 10
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
-BLOCK = re.compile(r"^#@if (\w+)\n(.*?)^#@end\n", re.DOTALL | re.MULTILINE)
+BLOCK = re.compile(r"^#@if ([\w ]+)\n(.*?)^#@end\n", re.DOTALL | re.MULTILINE)
+# A pool another host runs: HOST:PORT, HOST a name, an IPv4 address or a bracketed IPv6 one.
+POOL_HOST = re.compile(r"(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})")
+# pools: a pool that refuses connections is left out this long (seconds) before it is tried again.
+POOL_RETRY_S = 5
 STDERR = Path("/dev/stderr")
 POOL_DIR = "pool"
 # Where the installed tree keeps the servers' own error bodies, and how lighttpd names them
@@ -120,7 +125,7 @@ def _apache_error_documents() -> str:
 
 def render_template(name: str, values: Mapping[str, str], mode: str) -> str:
     template = (DEPLOY_DIR / name).read_text(encoding="utf-8")
-    template = BLOCK.sub(lambda m: m.group(2) if m.group(1) == mode else "", template)
+    template = BLOCK.sub(lambda m: m.group(2) if mode in m.group(1).split() else "", template)
     missing = sorted(set(PLACEHOLDER.findall(template)) - set(values))
     if missing:
         raise ConfigError(f"{name} has placeholders with no value: {', '.join(missing)}")
@@ -140,12 +145,19 @@ class SiteConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     error_log: Path | None = None  # None: RUN_DIR/KIND-error.log; STDERR: the server's stderr
     pool_socket: Path | None = None  # None: RUN_DIR/pool/pool.sock
+    pool_hosts: tuple[str, ...] = ()  # mode pools: HOST:PORT of each pool
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"server kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if (self.mode == "pools") != bool(self.pool_hosts):
+            raise ConfigError("pool hosts (HOST:PORT) go with mode pools, and mode pools needs at least one")
+        for address in self.pool_hosts:
+            match = POOL_HOST.fullmatch(address)
+            if match is None or not 0 < int(match["port"]) < 65536:
+                raise ConfigError(f"pool host {address!r}: expected HOST:PORT")
 
     @property
     def pool_dir(self) -> Path:
@@ -198,6 +210,15 @@ class SiteConfig:
             "APACHE_ERROR_DOCUMENTS": _apache_error_documents(),
             "APACHE_ERROR_STATUSES": "|".join(str(s) for s in SERVER_ERRORS),
             "APACHE_ENV": "\n".join(f"    SetEnv {k} {_quote(v)}" for k, v in sorted(env.items())),
+            "POOL_RETRY_S": str(POOL_RETRY_S),
+            "LIGHTTPD_POOL_HOSTS": "\n".join(
+                f'    ("host" => {_quote(m["host"].strip("[]"))}, "port" => {int(m["port"])}, '
+                f'"check-local" => "disable", "disable-time" => {POOL_RETRY_S}, "connect-timeout" => 5, '
+                f'"read-timeout" => {_server_timeout(env)}, "write-timeout" => {_server_timeout(env)}),'
+                for m in map(POOL_HOST.fullmatch, self.pool_hosts) if m),
+            "APACHE_POOL_MEMBERS": "\n".join(
+                f'    BalancerMember "fcgi://{address}" retry={POOL_RETRY_S} connectiontimeout=5 '
+                f'timeout={_server_timeout(env)}' for address in self.pool_hosts),
         }
         return render_template(f"{self.kind}.conf", values, self.mode)
 
@@ -241,6 +262,7 @@ class PoolConfig:
     socket: Path = Path("/run/crnnocr/pool.sock")
     run_dir: Path = Path("/run/crnnocr")
     env_file: Path | None = None  # None: PREFIX/etc/pool.env
+    tcp: str | None = None  # HOST:PORT to listen on too, for web servers on other hosts
 
     @property
     def environment_file(self) -> Path:
@@ -254,6 +276,7 @@ class PoolConfig:
             "POOL_SOCKET": str(self.socket),
             "POOL_DIR": str(self.run_dir),
             "ENV_FILE": str(self.environment_file),
+            "TCP": f" --tcp {self.tcp}" if self.tcp else "",
             "USER": user,
             "GROUP": group,
             "RUNTIME_DIRECTORY": f"RuntimeDirectory={runtime}" if runtime else f"# {self.run_dir} is made by "

@@ -8,6 +8,12 @@ Plain output is the recognised text of each file (a document's pages separated b
 {...}}`` for a file that failed. Every file is processed; the exit status is 1 if any failed, 2
 for bad usage. An error's message is the same safe text every surface gives; its detail for the
 operator (a path, the runtime's words), when it has one, goes to stderr as one line.
+
+Batch runs (``ocr_core.batch``): ``--jobs N`` reads with N worker processes (one inference
+thread each), ``--dask SCHEDULER`` on a Dask cluster; a document's pages are read in parallel.
+Results come in input order whatever the mode; a progress line goes to stderr when it is a
+terminal. ``--skip-done OUT.jsonl`` leaves out the files OUT already has a result for, so that
+``... --jsonl --skip-done OUT.jsonl FILES >> OUT.jsonl`` resumes a run that was stopped.
 """
 
 from __future__ import annotations
@@ -16,24 +22,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .config import BACKENDS, DEFAULT_DPI, DEFAULT_TIMEOUT_S, EngineConfig, RecognizeOptions
-from .errors import ErrorCode, OcrError, client_error
+from .errors import OcrError, client_error
 from .formats import FORMATS, render
-
-
-def _read(name: str, max_bytes: int) -> bytes:
-    """Read at most max_bytes + 1 bytes: enough for the core to tell the input is too large."""
-    try:
-        if name == "-":
-            return sys.stdin.buffer.read(max_bytes + 1)
-        with Path(name).open("rb") as f:
-            return f.read(max_bytes + 1)
-    except OSError as exc:
-        raise OcrError(ErrorCode.BAD_REQUEST, f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,9 +52,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="stop reading a file after this long, with a timeout error "
                              f"(default: CRNNOCR_TIMEOUT_S, else {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="read with N worker processes, one inference thread each, a document's "
+                             "pages in parallel (default 1: in this process; 0: one per core)")
+    parser.add_argument("--dask", metavar="SCHEDULER",
+                        help="read on the Dask cluster at this address (tcp://HOST:8786; needs "
+                             "requirements-dask.txt here and on the workers)")
+    parser.add_argument("--skip-done", metavar="OUT.jsonl",
+                        help="leave out the files OUT.jsonl (an earlier --jsonl output) has a result for")
     args = parser.parse_args(argv)
     if args.jsonl and args.format != "text":
         parser.error("--jsonl and --format exclude each other")
+    if args.jobs < 0:
+        parser.error("--jobs must be 0 (one per core) or more")
+    if args.dask and args.jobs != 1:
+        parser.error("--jobs and --dask exclude each other (a Dask cluster has its own workers)")
+    if args.skip_done and not args.jsonl:
+        parser.error("--skip-done reads an earlier --jsonl output: give --jsonl too")
 
     failed = False
 
@@ -74,27 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"{name}: {error.log_line()}", file=sys.stderr, flush=True)
 
-    try:
-        from .engine import Engine
-
-        config = EngineConfig.from_env(pack=args.pack, backend=args.backend, timeout_s=args.timeout)
-        options = RecognizeOptions(mode=args.mode, use_cls=args.cls, min_score=args.min_score, dpi=args.dpi,
-                                   pages=args.pages)
-        engine = Engine.load(config)
-    except OcrError as exc:
-        for name in args.files:
-            emit_error(name, exc)
-        return 1
-
-    for name in args.files:
-        try:
-            result = engine.recognize(_read(name, config.max_bytes), options)
-        except Exception as exc:  # one bad file must not stop the others
-            emit_error(name, client_error(exc))
-            continue
+    def emit_result(name: str, result: Any, runtime: Mapping[str, str]) -> None:
         if args.jsonl:
-            record: dict[str, Any] = {"file": name, **result.to_dict(words=args.words),
-                                      "backend": engine.runtime.to_dict()}
+            record: dict[str, Any] = {"file": name, **result.to_dict(words=args.words), "backend": runtime}
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif args.format == "text":
             if result.text:
@@ -102,7 +92,90 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             output = render(result, args.format, words=args.words)
             print(output, end="" if output.endswith("\n") else "\n", flush=True)
+
+    try:
+        overrides = {"pack": args.pack, "backend": args.backend, "timeout_s": args.timeout}
+        config = EngineConfig.from_env(**overrides)
+        options = RecognizeOptions(mode=args.mode, use_cls=args.cls, min_score=args.min_score, dpi=args.dpi,
+                                   pages=args.pages)
+    except OcrError as exc:
+        for name in args.files:
+            emit_error(name, exc)
+        return 1
+
+    files = list(args.files)
+    if args.skip_done:
+        from .batch import cut_torn_tail, done_files
+
+        done = done_files(args.skip_done)
+        files = [name for name in files if name not in done]
+        cut_torn_tail(args.skip_done, sys.stdout)
+
+    if args.jobs == 1 and not args.dask:
+        outcomes = _read_here(files, config, options)
+    else:
+        outcomes = _read_in_batch(files, options, overrides, args.jobs, args.dask)
+    try:
+        for name, result, runtime, error in outcomes:
+            if error is not None:
+                emit_error(name, error)
+            else:
+                emit_result(name, result, runtime)
+    finally:
+        outcomes.close()  # on Ctrl-C too: the batch's workers are stopped before the process exits
     return 1 if failed else 0
+
+
+Outcome = tuple[str, Any, Mapping[str, str], OcrError | None]
+
+
+def _read_here(files: Sequence[str], config: EngineConfig, options: RecognizeOptions) -> Iterator[Outcome]:
+    """Each file read in this process, one after the other (the fastest start for a few files)."""
+    from .engine import Engine
+    from .pages import read_input
+
+    try:
+        engine = Engine.load(config)
+    except OcrError as exc:
+        for name in files:
+            yield name, None, {}, exc
+        return
+    for name in files:
+        try:
+            result = engine.recognize(read_input(name, config.max_bytes), options)
+        except Exception as exc:  # one bad file must not stop the others
+            yield name, None, {}, client_error(exc)
+            continue
+        yield name, result, engine.runtime.to_dict(), None
+
+
+def _read_in_batch(files: Sequence[str], options: RecognizeOptions, overrides: Mapping[str, Any],
+                   jobs: int, dask: str | None) -> Iterator[Outcome]:
+    """The files read by worker processes or a Dask cluster (``ocr_core.batch``), in order."""
+    from .batch import LocalRunner, Progress, Runner, run
+
+    runner: Runner
+    try:
+        if dask:
+            from .dask_run import DaskRunner
+
+            runner = DaskRunner(dask, overrides, options)
+        else:
+            from .process import available_cores
+
+            runner = LocalRunner(jobs or available_cores(), overrides, options)
+    except OcrError as exc:
+        for name in files:
+            yield name, None, {}, exc
+        return
+    progress = Progress(len(files), sys.stderr) if sys.stderr.isatty() and files else None
+    try:
+        for outcome in run(files, options, overrides, runner, progress=progress):
+            yield outcome.name, outcome.result, outcome.runtime or {}, outcome.error
+    finally:
+        if progress is not None:
+            progress.close()
+        runner.close()
 
 
 if __name__ == "__main__":
@@ -110,7 +183,10 @@ if __name__ == "__main__":
 
     # One call and exit: the fastest start wins (backend=auto takes ONNX Runtime).
     configure_process(one_shot=True)
-    status = main()
+    try:
+        status = main()
+    except KeyboardInterrupt:  # Ctrl-C: what was printed stands (resume with --skip-done)
+        status = 130
     # Everything is written: skip interpreter teardown (module and ONNX Runtime destructors), which
     # costs a one-shot process ~25 ms and gives nothing back. The CGI ends the same way.
     sys.stdout.flush()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -84,6 +86,18 @@ class PageSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def read_input(name: str, max_bytes: int) -> bytes:
+    """A file's bytes, at most max_bytes + 1 (enough for the core to tell it is too large);
+    ``-`` is standard input."""
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read(max_bytes + 1)
+        with Path(name).open("rb") as f:
+            return f.read(max_bytes + 1)
+    except OSError as exc:
+        raise OcrError(ErrorCode.BAD_REQUEST, f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 def is_pdf(data: bytes) -> bool:
