@@ -117,12 +117,16 @@ class TiffPages:
         self._limits = {"max_bytes": max_bytes, "max_pixels": max_pixels}
 
     def render(self, numbers: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        # Nothing here keeps a page once it is yielded: the next one is decoded while only the
+        # caller could hold the last (a local would keep two pages' pixels at once).
         for number in numbers:
-            try:
-                image = decode_image(self._data, frame=number - 1, **self._limits)
-            except OcrError as exc:
-                raise OcrError(exc.code, f"page {number} of the TIFF: {exc.message}") from None
-            yield number, image.bgr
+            yield number, self._decode(number)
+
+    def _decode(self, number: int) -> np.ndarray:
+        try:
+            return decode_image(self._data, frame=number - 1, **self._limits).bgr
+        except OcrError as exc:
+            raise OcrError(exc.code, f"page {number} of the TIFF: {exc.message}") from None
 
     def close(self) -> None:
         pass
