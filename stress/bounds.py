@@ -4,14 +4,14 @@
    the CLI, the CGI answering in-process and the C library (``peaks``): at most ``BYTES_PER_PIXEL``
    bytes per pixel of the pixel limit plus ``ALLOWANCE_MIB`` (strips, the file itself, allocator
    slack: the suite's memory tests use the same figure).
-2. The crafted hostile set (``crafted_times``): each case's code and time, in a warm engine and
-   through each server; every code as documented, every answer within the request deadline.
-3. N clients posting the largest image at once to a real server (``concurrent``), for the pure CGI
+2. N clients posting the largest image at once to a real server (``concurrent``), for the pure CGI
    and for FastCGI to the worker pool: the summed RSS of every process against
    - pure CGI: server idle + slots × (the CGI's peak on a small page + one request's bound)
      + each refused hit's peak;
    - pool: server + supervisor idle + workers × (``CRNNOCR_POOL_MAX_RSS_MB`` + one request's bound):
      a worker is recycled past the cap, but only between requests.
+3. The crafted hostile set (``crafted_times``): each case's code and time, in a warm engine and
+   through each server; every code as documented, every answer within the request deadline.
 
 Prints each table and writes them to ``stress/results/<date>-bounds.md``.
 """
@@ -124,7 +124,7 @@ def section_crafted(
     timeout_s: float,
 ) -> None:
     report.add(
-        "## 2. The crafted set: code and time per request",
+        "## 3. The crafted set: code and time per request",
         "",
         f"tests/crafted.py's refused classes, a dense page and the most scans allowed; bound: the documented "
         f"code, within the request deadline ({timeout_s:g} s).",
@@ -191,6 +191,8 @@ def section_servers(
                     _progress(f"{args.server} {way}: the crafted set")
                     crafted_columns[f"{args.server} {way}"] = crafted_times.through(server, cases)
                 for clients in args.clients:
+                    if server.pool is not None:  # workers replaced after a timeout are loaded again
+                        server.pool.wait_ready()
                     _progress(f"{args.server} {way}: {clients} clients")
                     result = concurrent.burst(server, roots, largest.data, clients)
                     if server.pool is None:
@@ -203,7 +205,7 @@ def section_servers(
                         bound, formula = _pool_bound(fixed, workers, cap_kb, request_bound_kb)
                     rows.append((way, result, bound, formula))
     report.add(
-        f"## 3. {' and '.join(map(str, args.clients))} clients at once: total memory through {args.server}",
+        f"## 2. {' and '.join(map(str, args.clients))} clients at once: total memory through {args.server}",
         "",
         f"Each client POSTs {largest.label} ({largest.pixels / 1e6:.1f} Mpx, "
         f"{len(largest.data) // 1024} KiB) "
