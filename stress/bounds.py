@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWANCE_MIB = 16
 # The pool's result cache off: every client sends the same image, which must be read each time.
 SERVER_ENV = {"CRNNOCR_CACHE_MB": "0"}
-MIB = 1024
+KIB_PER_MIB = 1024
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Report:
 
 
 def _mib(kb: int) -> str:
-    return f"{kb / MIB:.0f}"
+    return f"{kb / KIB_PER_MIB:.0f}"
 
 
 def _load() -> str:
@@ -74,7 +74,7 @@ def _progress(message: str) -> None:
 
 def section_peaks(
     report: Report,
-    images: list[workload.Image_],
+    images: list[workload.Input],
     surfaces: list[str],
     work: Path,
     ocr_file: Path,
@@ -84,10 +84,10 @@ def section_peaks(
     report.add(
         "## 1. One request: peak RSS above idle, largest allowed image per format",
         "",
-        f"Each a fresh process with 1 inference thread; above idle = its peak minus the same surface's "
-        f"peak on a 1200² text page (CLI {_mib(references.get('cli', peaks.Run(0, 0, '')).peak_kb)}, "
-        f"CGI {_mib(references.get('cgi', peaks.Run(0, 0, '')).peak_kb)}, C "
-        f"{_mib(references.get('c', peaks.Run(0, 0, '')).peak_kb)} MiB). Bound: {BYTES_PER_PIXEL} B/px × "
+        "Each a fresh process with 1 inference thread; above idle = its peak minus the same surface's "
+        "peak on a 1200² text page ("
+        + ", ".join(f"{surface} {_mib(run.peak_kb)} MiB" for surface, run in references.items())
+        + f"). Bound: {BYTES_PER_PIXEL} B/px × "
         f"the pixel limit + {ALLOWANCE_MIB} MiB = {_mib(request_bound_kb)} MiB.",
         "",
         "| image | Mpx | file KiB | "
@@ -171,7 +171,7 @@ def section_servers(
     args: argparse.Namespace,
     cases: list[crafted_times.Case],
     crafted_columns: dict[str, dict[str, crafted_times.Answer]],
-    largest: workload.Image_,
+    largest: workload.Input,
     cgi_kb: int,
     refused_kb: int,
     request_bound_kb: int,
@@ -251,7 +251,7 @@ def main() -> int:
         parser.error(f"{args.ocr_file} is missing: `make c-clients` builds it")
 
     config = EngineConfig.from_env()
-    request_bound_kb = BYTES_PER_PIXEL * config.max_pixels // 1024 + ALLOWANCE_MIB * MIB
+    request_bound_kb = BYTES_PER_PIXEL * config.max_pixels // 1024 + ALLOWANCE_MIB * KIB_PER_MIB
     names = workload.NAMES if args.images == "all" else args.images.split(",")
     if unknown := set(names) - set(workload.NAMES):
         parser.error(f"unknown images: {', '.join(sorted(unknown))}; known: {', '.join(workload.NAMES)}")
@@ -314,7 +314,7 @@ def main() -> int:
     return 1 if report.broken else 0
 
 
-def _write(work: Path, image: workload.Image_) -> Path:
+def _write(work: Path, image: workload.Input) -> Path:
     path = work / f"{image.name}.bin"
     path.write_bytes(image.data)
     return path

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .workload import Image_
+from .workload import Input
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SURFACES = ("cli", "cgi", "c")
@@ -70,7 +70,7 @@ def _base_env(work: Path) -> dict[str, str]:
     }
 
 
-def cli(image: Image_, path: Path, work: Path) -> Run:
+def cli(image: Input, path: Path, work: Path) -> Run:
     dpi = ["--dpi", str(image.dpi)] if image.dpi else []
     peak, seconds, status, out, _err = run_peak(
         [sys.executable, "-m", "ocr_core", "--jsonl", *dpi, str(path)], _base_env(work)
@@ -82,7 +82,7 @@ def cli(image: Image_, path: Path, work: Path) -> Run:
     return Run(peak, seconds, outcome)
 
 
-def cgi(image: Image_, path: Path, work: Path, extra: Mapping[str, str] | None = None) -> Run:
+def cgi(image: Input, path: Path, work: Path, extra: Mapping[str, str] | None = None) -> Run:
     """The checkout's ocr.cgi answering a raw POST itself (no pool socket), as a server runs it."""
     env = {
         **_base_env(work),
@@ -109,7 +109,7 @@ def cgi(image: Image_, path: Path, work: Path, extra: Mapping[str, str] | None =
     return Run(peak, seconds, outcome)
 
 
-def c_library(image: Image_, path: Path, work: Path, ocr_file: Path) -> Run:
+def c_library(image: Input, path: Path, work: Path, ocr_file: Path) -> Run:
     dpi = ["--dpi", str(image.dpi)] if image.dpi else []
     peak, seconds, status, _out, err = run_peak([str(ocr_file), *dpi, str(path)], _base_env(work))
     outcome = (
@@ -118,7 +118,7 @@ def c_library(image: Image_, path: Path, work: Path, ocr_file: Path) -> Run:
     return Run(peak, seconds, outcome)
 
 
-def runner(surface: str, ocr_file: Path) -> Callable[[Image_, Path, Path], Run]:
+def runner(surface: str, ocr_file: Path) -> Callable[[Input, Path, Path], Run]:
     if surface == "cli":
         return cli
     if surface == "cgi":
@@ -130,7 +130,7 @@ def runner(surface: str, ocr_file: Path) -> Callable[[Image_, Path, Path], Run]:
 class Peak:
     """One image on one surface: its run and what it cost above the reference run."""
 
-    image: Image_
+    image: Input
     surface: str
     run: Run
     above_kb: int
@@ -141,8 +141,8 @@ class Peak:
 
 
 def measure(
-    images: list[Image_],
-    reference: Image_,
+    images: list[Input],
+    reference: Input,
     surfaces: list[str],
     work: Path,
     ocr_file: Path,
@@ -168,7 +168,7 @@ def measure(
     return references, peaks
 
 
-def refused_hit_kb(work: Path, reference: Image_) -> int:
+def refused_hit_kb(work: Path, reference: Input) -> int:
     """Peak RSS of a CGI hit answered ``503 busy`` (every slot taken): what a refused client costs."""
     from ocr_http.slots import take_slot
 

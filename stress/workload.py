@@ -26,7 +26,7 @@ PDF_PAGE_INCHES = 10
 
 
 @dataclass(frozen=True)
-class Image_:
+class Input:
     """One input: ``pixels`` once decoded (a document's largest page), sent with ``dpi`` if set."""
 
     name: str
@@ -83,7 +83,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[int], bytes]]] = {
 NAMES = (*_BUILDERS, "jpeg_progressive_444", "pdf_page")
 
 
-def largest_allowed(max_pixels: int, names: Iterable[str] = NAMES) -> list[Image_]:
+def largest_allowed(max_pixels: int, names: Iterable[str] = NAMES) -> list[Input]:
     """The named images (default: one per accepted format and decoder path) at the largest size the
     limits allow, built in this order."""
     side = square_side(max_pixels)
@@ -91,22 +91,22 @@ def largest_allowed(max_pixels: int, names: Iterable[str] = NAMES) -> list[Image
     for name in names:
         if name in _BUILDERS:
             label, build = _BUILDERS[name]
-            images.append(Image_(name, label, build(side), side * side))
+            images.append(Input(name, label, build(side), side * side))
         elif name == "jpeg_progressive_444":
             # Its blocks are padded to whole 8×8 MCUs: a multiple of 8 costs exactly 9 B/px.
             s = square_side(max_pixels, crafted.BYTES_PER_PIXEL_EXCEPTIONS[name]) // 8 * 8
-            images.append(Image_(name, f"JPEG progressive 4:4:4 ({s}², 8/9 of the limit)",
+            images.append(Input(name, f"JPEG progressive 4:4:4 ({s}², 8/9 of the limit)",
                                  crafted.BOMBS[name](s), s * s))
         elif name == "pdf_page":
             dpi = math.isqrt(max_pixels) // PDF_PAGE_INCHES
-            images.append(Image_(name, f"PDF page, {PDF_PAGE_INCHES} in at {dpi} dpi",
+            images.append(Input(name, f"PDF page, {PDF_PAGE_INCHES} in at {dpi} dpi",
                                  _pdf_page(PDF_PAGE_INCHES), (dpi * PDF_PAGE_INCHES) ** 2, dpi=dpi))
         else:
             raise ValueError(f"unknown image {name!r}; known: {', '.join(NAMES)}")
     return images
 
 
-def reference_page() -> Image_:
+def reference_page() -> Input:
     """What "idle" means: the same process reading a small page that fills the detector's input
     (ONNX Runtime's arena and the models' working memory are the same for any page)."""
-    return Image_("reference", "reference: 1200² page of text", crafted.text_page(1200), 1200 * 1200)
+    return Input("reference", "reference: 1200² page of text", crafted.text_page(1200), 1200 * 1200)

@@ -28,7 +28,7 @@ SMALL_LIMIT = 1_000_000
 
 
 @pytest.mark.parametrize("image", workload.largest_allowed(SMALL_LIMIT), ids=lambda i: i.name)
-def test_the_largest_allowed_images_are_allowed_and_that_large(image: workload.Image_) -> None:
+def test_the_largest_allowed_images_are_allowed_and_that_large(image: workload.Input) -> None:
     limits = {"max_bytes": 1 << 24, "max_pixels": SMALL_LIMIT}
     document = open_document(image.data, dpi=image.dpi or 200, **limits)
     if document is None:
