@@ -62,6 +62,12 @@ def _blank(side: int, mode: str = "RGB", colour: str | tuple[int, ...] = "white"
     return Image.new(mode, (side, side), colour)
 
 
+def two_page_tiff(side: int) -> bytes:
+    """A document of two side² pages: each within the limit, never both held at once."""
+    return _save(_blank(side), "TIFF", compression="tiff_adobe_deflate", save_all=True,
+                 append_images=[_blank(side, colour="black")])
+
+
 # name -> (label, builder of the file from the side); each built only when asked for.
 _BUILDERS: dict[str, tuple[str, Callable[[int], bytes]]] = {
     "png_rgba16": ("PNG 16-bit RGBA", lambda s: crafted.png_rgba16(s, s)),
@@ -77,7 +83,7 @@ _BUILDERS: dict[str, tuple[str, Callable[[int], bytes]]] = {
     "webp_lossless_alpha": ("WebP lossless with alpha", crafted.BOMBS["webp_lossless_alpha"]),
     "webp_animated": ("WebP animated, 2 frames", crafted.BOMBS["webp_animated"]),
     "tiff_deflate_one_strip": ("TIFF deflate, one strip", crafted.BOMBS["tiff_deflate_one_strip"]),
-    "tiff_two_pages": ("TIFF, 2 pages (a document)", crafted.BOMBS["tiff_two_pages"]),
+    "tiff_two_pages": ("TIFF, 2 pages (a document)", two_page_tiff),
     "bmp_rle8": ("BMP 8-bit RLE", crafted.BOMBS["bmp_rle8"]),
 }
 NAMES = (*_BUILDERS, "jpeg_progressive_444", "pdf_page")

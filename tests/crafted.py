@@ -137,9 +137,6 @@ BOMBS: dict[str, Callable[[int], bytes]] = {
     "webp_animated": lambda side: _encode(_blank(side), "WEBP", lossless=True, save_all=True,
                                           append_images=[_blank(side, colour="black")], duration=100),
     "bmp_rle8": lambda side: bmp_rle8(side, side),
-    # A document: each page within the limit, and never two pages' pixels held at once.
-    "tiff_two_pages": lambda side: _encode(_blank(side), "TIFF", compression="tiff_adobe_deflate",
-                                           save_all=True, append_images=[_blank(side, colour="black")]),
 }
 
 

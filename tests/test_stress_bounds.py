@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deploy.servers import Server, call, serving
@@ -40,6 +41,20 @@ def test_the_largest_allowed_images_are_allowed_and_that_large(image: workload.I
             document.close()
     assert decoded.shape[0] * decoded.shape[1] == image.pixels <= SMALL_LIMIT
     assert image.pixels > 0.85 * SMALL_LIMIT  # "largest": within a few rows of the limit
+
+
+def test_a_tiff_document_keeps_no_page_once_it_is_handed_over() -> None:
+    """The engine drops each page before asking for the next: the source must not hold it either,
+    or a document of two pages at the limit costs two pages' pixels (9.7 B/px, over the bound)."""
+    source = open_document(workload.two_page_tiff(64), dpi=200, max_bytes=1 << 20, max_pixels=10_000)
+    assert source is not None and source.page_count == 2
+    pages = source.render([1, 2])
+    number, bgr = next(pages)
+    assert number == 1 and bgr.shape == (64, 64, 3)
+    held = [name for name, value in pages.gi_frame.f_locals.items() if isinstance(value, np.ndarray)
+            or isinstance(getattr(value, "bgr", None), np.ndarray)]
+    assert held == []
+    assert next(pages)[0] == 2
 
 
 def test_the_sampler_sums_a_process_tree() -> None:
