@@ -134,12 +134,17 @@ class TiffPages:
         self._limits = {"max_bytes": max_bytes, "max_pixels": max_pixels}
 
     def render(self, numbers: Sequence[int], max_side: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        # Nothing here keeps a page once it is yielded: the next one is decoded while only the
+        # caller could hold the last (a local would keep two pages' pixels at once).
         for number in numbers:
-            try:
-                image = decode_image(self._data, frame=number - 1, **self._limits)
-            except OcrError as exc:
-                raise OcrError(exc.code, f"page {number} of the TIFF: {exc.message}") from None
-            yield number, image.bgr if max_side is None else fit(image.bgr, max_side)
+            yield number, self._decode(number, max_side)
+
+    def _decode(self, number: int, max_side: int | None) -> np.ndarray:
+        try:
+            bgr = decode_image(self._data, frame=number - 1, **self._limits).bgr
+        except OcrError as exc:
+            raise OcrError(exc.code, f"page {number} of the TIFF: {exc.message}") from None
+        return bgr if max_side is None else fit(bgr, max_side)
 
     def close(self) -> None:
         pass

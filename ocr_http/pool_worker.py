@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,6 +50,7 @@ MAX_ORIGIN = 2048
 # headers well below this; a client speaking to a TCP pool directly gets no more.
 MAX_PARAMS_BYTES = 1 << 20
 DEADLINE_MARGIN_S = 0.25
+HANGUP_CHECK_EVERY_S = 0.05
 
 
 class ConnectionClosed(Exception):
@@ -79,6 +81,46 @@ class Connection:
             except fastcgi.ProtocolError as exc:
                 raise ConnectionClosed(str(exc)) from None
         return self._ready.pop(0)
+
+    def peer_gone(self, request_id: int) -> bool:
+        """Without blocking: has the web server closed its side, or aborted ``request_id``? What
+        has arrived is queued for ``next_record``."""
+        while True:
+            try:
+                data = self.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError:
+                return True
+            if not data:
+                return True
+            try:
+                self._ready.extend(self._parser.feed(data))
+            except fastcgi.ProtocolError:
+                return True
+        return any(r.type == fastcgi.ABORT_REQUEST and r.request_id == request_id for r in self._ready)
+
+
+class WatchedDeadline(Deadline):
+    """The request's deadline, which also stops the work once nobody waits for the answer: the web
+    server closed the connection or sent ABORT_REQUEST (lighttpd does on a client's hang-up with
+    ``tcp-fin-propagate``; Apache's mod_proxy_fcgi never does). Looked at every
+    ``HANGUP_CHECK_EVERY_S`` at most, between the engine's steps (the body has been read by then)."""
+
+    def __init__(self, deadline: Deadline, request: Request) -> None:
+        super().__init__(deadline.budget_s, deadline.expires_at)
+        self.request = request
+        self.next_look = 0.0
+
+    def check(self, stage: str) -> None:
+        super().check(stage)
+        now = time.monotonic()
+        if now < self.next_look:
+            return
+        self.next_look = now + HANGUP_CHECK_EVERY_S
+        if self.request.conn.peer_gone(self.request.id):
+            self.request.aborted = True
+            raise OcrError(ErrorCode.BAD_REQUEST, f"the web server aborted the request during {stage}")
 
 
 class Request:
@@ -267,7 +309,8 @@ class Worker:
         # What the supervisor needs to answer this request itself if this worker dies or overruns.
         origin = environ.get("HTTP_ORIGIN", "").encode("utf-8", "surrogateescape")[:MAX_ORIGIN]
         self.tell(b"B" + struct.pack("!H?", request.id, head_only) + origin)
-        response = respond(environ, request, self.settings.http, self.services, deadline)
+        watched = WatchedDeadline(deadline, request)
+        response = respond(environ, request, self.settings.http, self.services, watched)
         self.tell(b"W")
         if request.aborted:  # nobody is waiting for the answer
             conn.sock.sendall(fastcgi.end_request(request.id))

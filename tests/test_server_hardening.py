@@ -57,10 +57,22 @@ def _raw(server: Server, data: bytes, timeout: float = 10) -> Reply:
     return Reply(int(lines[0].split()[1]), headers, body)
 
 
-def _assert_json_error(reply: Reply, status: int) -> None:
+# The application's headers on every answer (ocr_http/response.py), the servers' own refusals too.
+APP_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+
+
+def _adds_headers_to_parse_refusals(server: Server) -> bool:
+    """lighttpd adds configured headers only to requests it has parsed: a refusal of the request
+    line or headers themselves (400, 411, 413, 431, 501) goes out before any module runs (README)."""
+    return server.kind == "apache"
+
+
+def _assert_json_error(reply: Reply, status: int, *, app_headers: bool = True) -> None:
     name, _ = SERVER_ERRORS[status]
     assert reply.status == status, reply
     assert reply.headers["content-type"] == "application/json; charset=utf-8", reply.headers
+    if app_headers:
+        assert {k: reply.headers.get(k) for k in APP_HEADERS} == APP_HEADERS, reply.headers
     doc = reply.json()
     assert doc["ok"] is False and doc["error"]["message"]
     assert doc["error"]["code"] == ErrorCode[name].value
@@ -92,15 +104,29 @@ NO_LENGTH = b"POST /cgi-bin/ocr.cgi HTTP/1.0\r\nHost: t\r\nContent-Type: image/p
 ], ids=["413-declared-length", "header-too-large", "501-unknown-method", "400-bad-request-line"])
 def test_server_level_refusals_are_json(server: Server, request_bytes: bytes,
                                         statuses: dict[str, int]) -> None:
-    _assert_json_error(_raw(server, request_bytes), statuses[server.kind])
+    _assert_json_error(_raw(server, request_bytes), statuses[server.kind],
+                       app_headers=_adds_headers_to_parse_refusals(server))
 
 
 def test_post_without_length_is_json_411_on_both(server: Server) -> None:
     """lighttpd answers this itself, Apache's CGI does: the same body shape and code either way."""
     reply = _raw(server, NO_LENGTH)
-    assert reply.status == 411
-    assert reply.headers["content-type"].startswith("application/json")
+    _assert_json_error(reply, 411, app_headers=_adds_headers_to_parse_refusals(server))
     assert reply.json()["error"]["code"] == ErrorCode.LENGTH_REQUIRED.value
+
+
+APP_ERROR = (b"POST /cgi-bin/ocr.cgi HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: 5\r\n"
+             b"Connection: close\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("request_bytes", [APP_ERROR, b"GET /cgi-bin/ocr.cgi HTTP/1.1\r\nHost: t\r\n"
+                                           b"Connection: close\r\n\r\n"], ids=["415", "health"])
+def test_the_applications_answers_keep_one_of_each_header(server: Server, request_bytes: bytes) -> None:
+    """The configs add the headers to the servers' own answers; the application's, which carry
+    them already, still have each once (``_raw`` refuses a header sent twice)."""
+    reply = _raw(server, request_bytes)
+    assert reply.status in (200, 415)
+    assert {k: reply.headers.get(k) for k in APP_HEADERS} == APP_HEADERS, reply.headers
 
 
 def test_apache_without_its_pool_answers_json_503_busy(prefix: Path) -> None:

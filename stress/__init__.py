@@ -1,0 +1,1 @@
+"""Long runs behind ``make stress``: what the limits of README "Bounds" hold to, measured."""
