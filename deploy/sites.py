@@ -213,8 +213,8 @@ class SiteConfig:
             "POOL_RETRY_S": str(POOL_RETRY_S),
             "LIGHTTPD_POOL_HOSTS": "\n".join(
                 f'    ("host" => {_quote(m["host"].strip("[]"))}, "port" => {int(m["port"])}, '
-                f'"check-local" => "disable", "disable-time" => {POOL_RETRY_S}, "tcp-fin-propagate" => "enable", '
-                f'"connect-timeout" => 5, '
+                f'"check-local" => "disable", "disable-time" => {POOL_RETRY_S}, '
+                f'"tcp-fin-propagate" => "enable", "connect-timeout" => 5, '
                 f'"read-timeout" => {_server_timeout(env)}, "write-timeout" => {_server_timeout(env)}),'
                 for m in map(POOL_HOST.fullmatch, self.pool_hosts) if m),
             "APACHE_POOL_MEMBERS": "\n".join(
