@@ -110,7 +110,9 @@ typedef enum ocr_status {
     OCR_E_TOO_MANY_PAGES = 13,        /* [too_many_pages] more pages to read than max_pages (select
                                          fewer with options.pages or ocr_engine_recognize_pages) */
     OCR_E_DOCUMENT_ENCRYPTED = 14,    /* [document_encrypted] the document is password-protected */
-    OCR_E_NOT_FOUND = 15              /* [not_found] HTTP only: no such job; never from this library */
+    OCR_E_NOT_FOUND = 15,             /* [not_found] HTTP only: no such job; never from this library */
+    OCR_E_JOBS_UNAVAILABLE = 16       /* [jobs_unavailable] HTTP only: an asynchronous job was asked
+                                         for and no worker pool runs; never from this library */
 } ocr_status;
 
 /* What ocr_engine_recognize looks for. */

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .handover import HandoverEngine
 
 T = TypeVar("T")
+# Called with (pages done, pages to read) as a call goes; a job runner's progress and cancel point.
+Progress = Callable[[int, int], None]
 
 
 class _Once(Generic[T]):
@@ -149,7 +151,8 @@ class Engine:
         }
 
     def recognize(
-        self, data: bytes, options: RecognizeOptions | None = None, *, deadline: Deadline | None = None
+        self, data: bytes, options: RecognizeOptions | None = None, *, deadline: Deadline | None = None,
+        progress: Progress | None = None,
     ) -> OcrResult | DocumentResult:
         """Recognise the text in an encoded image (an ``OcrResult``) or document (a PDF or a
         multi-page TIFF: a ``DocumentResult``, read page by page).
@@ -159,7 +162,8 @@ class Engine:
         checked between its pages too. Raises OcrError for bad input (see
         ``ocr_core.image.decode_image``, ``ocr_core.pages``), for a page with more than
         ``config.max_regions`` text regions (too_many_regions) and for a pack that lacks a stage
-        the options ask for.
+        the options ask for. ``progress(pages_done, pages_total)`` is called once the pages to
+        read are known and after each page (an image is one page); what it raises stops the call.
         """
         options = options or RecognizeOptions()
         deadline = deadline or Deadline.start(self.config.timeout_s)
@@ -175,11 +179,17 @@ class Engine:
             image = decode_image(data, max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels)
             decode_ms = _ms(started)
             deadline.check("decoding")
+            if progress:
+                progress(0, 1)
             lines, stages = self._read_page(image.bgr, options, deadline)
+            if progress:
+                progress(1, 1)
             timings = Timings(decode_ms, *stages, _ms(started))
             return OcrResult(lines, image.width, image.height, self.pack, timings)
         with closing(source):
             numbers = select_pages(source, selection, self.config.max_pages)
+            if progress:
+                progress(0, len(numbers))
             pages = []
             decode_ms, spent = _ms(started), [0.0, 0.0, 0.0]
             step = time.perf_counter()
@@ -189,6 +199,8 @@ class Engine:
                 pages.append(Page(number, bgr.shape[1], bgr.shape[0], lines))
                 del bgr  # the next page is decoded while nothing holds this one
                 spent = [a + b for a, b in zip(spent, stages, strict=True)]
+                if progress:
+                    progress(len(pages), len(numbers))
                 if len(pages) < len(numbers):
                     _check_between_pages(deadline, len(pages), len(numbers))
                 step = time.perf_counter()

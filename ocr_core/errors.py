@@ -45,6 +45,9 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_PAGES = ("too_many_pages", 13, 413, "the document has more pages than the limit")
     DOCUMENT_ENCRYPTED = ("document_encrypted", 14, 422, "the document is encrypted")
     NOT_FOUND = ("not_found", 15, 404, "no such job")
+    JOBS_UNAVAILABLE = (
+        "jobs_unavailable", 16, 503, "asynchronous jobs need the worker pool, and none is running",
+    )
 
     @classmethod
     def from_number(cls, number: int) -> ErrorCode:

@@ -26,7 +26,7 @@ from typing import Any
 from .backends import AUTO, ONNXRUNTIME, OPENVINO, RuntimeInfo, resolve
 from .config import EngineConfig, RecognizeOptions
 from .deadline import Deadline
-from .engine import Engine
+from .engine import Engine, Progress
 from .packs import PackSpec
 from .process import process_kind
 from .result import DocumentResult, OcrResult
@@ -63,12 +63,13 @@ class HandoverEngine:
         return self._engine.info()
 
     def recognize(self, data: bytes, options: RecognizeOptions | None = None, *,
-                  deadline: Deadline | None = None) -> OcrResult | DocumentResult:
+                  deadline: Deadline | None = None, progress: Progress | None = None,
+                  ) -> OcrResult | DocumentResult:
         """As ``Engine.recognize``; a ``deadline`` the caller brings counts the hand-over too."""
         if self._first_call_done and not self._handed_over:
             self._hand_over()
         try:
-            return self._engine.recognize(data, options, deadline=deadline)
+            return self._engine.recognize(data, options, deadline=deadline, progress=progress)
         finally:
             self._first_call_done = True
 

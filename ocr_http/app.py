@@ -30,9 +30,10 @@ from .settings import CgiSettings, max_body_bytes
 if TYPE_CHECKING:
     from ocr_core.config import RecognizeOptions
 
+    from .jobs import JobStore
     from .request import Query
 
-ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
+ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 PREFLIGHT_MAX_AGE_S = 600
 METRICS_PATH = "/metrics"
 LOG_PREFIX = "crnnocr"
@@ -89,7 +90,8 @@ class Services:
 
     ``recognition_slot`` is entered around the engine's work (the CGI's concurrency cap raises
     ``busy`` from it); ``pool_status`` adds a ``pool`` object to the health document;
-    ``metrics`` answers ``GET …/metrics``.
+    ``metrics`` answers ``GET …/metrics``; ``jobs`` is the pool's job store (``async=1``,
+    ``job=ID``: ``ocr_http.job_api``), which the CGI alone does not have.
     """
 
     recognition_slot: Callable[[], AbstractContextManager[object]] = nullcontext
@@ -97,6 +99,7 @@ class Services:
     observer: Observer = field(default_factory=_NoObserver)
     pool_status: Callable[[], dict[str, Any]] | None = None
     metrics: Callable[[], Response] | None = None
+    jobs: JobStore | None = None
 
 
 NO_SERVICES = Services()
@@ -145,6 +148,9 @@ def respond(environ: Mapping[str, str], body: RequestBody, settings: CgiSettings
         if method in ("GET", "HEAD") and environ.get("PATH_INFO", "") == METRICS_PATH:
             outcome.label = "metrics"
             response = metrics(services)
+        elif method == "DELETE" or (method in ("GET", "HEAD") and "job=" in environ.get("QUERY_STRING", "")):
+            outcome.label = "job"
+            response = job(environ, method, services)
         elif method in ("GET", "HEAD"):
             outcome.label = "health"
             response = health(settings, services)
@@ -239,6 +245,21 @@ def health(settings: CgiSettings, services: Services) -> Response:
     return json_response(HTTPStatus.OK, doc)
 
 
+def job(environ: Mapping[str, str], method: str, services: Services) -> Response:
+    """``GET …?job=ID`` (the job's state, its result once done) or ``DELETE …?job=ID``."""
+    from . import job_api
+    from .request import parse_query
+
+    query = parse_query(environ.get("QUERY_STRING", ""))
+    if not query.job:
+        raise OcrError(ErrorCode.BAD_REQUEST, "DELETE needs the job to delete: ?job=ID")
+    if services.jobs is None:
+        raise job_api.unavailable()
+    if method == "DELETE":
+        return job_api.delete(services.jobs, query)
+    return job_api.status(services.jobs, query)
+
+
 def _read_body(environ: Mapping[str, str], body: RequestBody, cap: int) -> bytes:
     """The body, its size checked before reading when it is declared, while reading when not."""
     raw_length = environ.get("CONTENT_LENGTH", "").strip()
@@ -266,6 +287,10 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
 
     query = parse_query(environ.get("QUERY_STRING", ""))
     outcome.label = query.options.mode
+    if query.run_async and services.jobs is None:
+        from .job_api import unavailable
+
+        raise unavailable()
     image = image_from_body(content_type, raw, config.max_bytes)
     del raw
 
@@ -278,6 +303,11 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
                 ErrorCode.BAD_REQUEST, f"pack {query.pack!r} is not installed; installed: {', '.join(packs)}",
             )
         config = engine_config(pack=query.pack)
+    if query.run_async and services.jobs is not None:
+        from .job_api import submit
+
+        outcome.label = "submit"
+        return submit(environ, services.jobs, image)
 
     # The cache holds the JSON document of a call: it answers JSON (without words) and text.
     cache = services.cache if query.format in ("json", "text") and not query.words else None

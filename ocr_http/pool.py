@@ -18,7 +18,10 @@ it to an idle worker over a socketpair (SCM_RIGHTS), keeping a copy, so that:
 - SIGHUP re-reads ``--env-file`` and starts a new generation of workers (new configuration, model
   packs read anew from disk); each old worker retires once a new one is ready to take its place,
   after finishing what it is doing, so no request is dropped and capacity never dips;
-- SIGTERM (and SIGINT) stop accepting, finish every accepted request, then exit.
+- SIGTERM (and SIGINT) stop accepting, finish every accepted request, then exit;
+- ``CRNNOCR_JOB_RUNNERS`` job runners (``job_runner``), forked beside the workers, run the
+  asynchronous jobs of ``async=1`` requests from the job store (``jobs``); one that dies is
+  replaced, and on SIGTERM or SIGHUP each gives its job back to the queue at its next page.
 
 Every response it writes itself is made by ``ocr_http.app.error_reply``, as the workers' are.
 Why not flup, fcgisgi or uWSGI: see the README ("Why a FastCGI server of our own").
@@ -27,6 +30,7 @@ Why not flup, fcgisgi or uWSGI: see the README ("Why a FastCGI server of our own
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import selectors
@@ -43,7 +47,7 @@ from pathlib import Path
 
 from ocr_core.errors import ErrorCode, OcrError
 
-from . import fastcgi, result_cache
+from . import fastcgi, jobs, result_cache
 from .app import error_reply
 from .pool_settings import PoolSettings, SettingsError, read_env_file
 from .pool_status import MAX_WORKERS, StatusBoard, WorkerState
@@ -86,6 +90,17 @@ class Worker:
     retiring: bool = False
     served: int = 0
     conn: Conn | None = None
+
+
+@dataclass(eq=False)
+class JobRunner:
+    """A job runner process; its control socket closes when it exits."""
+
+    pid: int
+    ctl: socket.socket
+    generation: int
+    started: float
+    told_to_go: bool = False
 
 
 @dataclass(eq=False)
@@ -161,6 +176,9 @@ class Supervisor:
         self.parent = os.getppid() if watch_parent else None
         self.generation = 1
         self.workers: list[Worker] = []
+        self.runners: list[JobRunner] = []
+        self.runner_failures = 0
+        self.next_runner_spawn = 0.0
         self.queue: deque[Conn] = deque()
         self.idle_conns: dict[int, Conn] = {}
         self.answers: dict[int, Answer] = {}
@@ -189,6 +207,8 @@ class Supervisor:
         for stale in metrics.glob("*.db"):  # counts of an earlier run (prometheus_client's rule)
             stale.unlink()
         result_cache.create(self.run_dir)
+        if self.settings.jobs.runners:
+            jobs.create(self.settings.jobs.store_dir(self.run_dir))
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signals.append(signum)
@@ -208,7 +228,8 @@ class Supervisor:
         self.board.set("started_at", time.time())
         self._publish_settings()
         log(f"started: {self.settings.workers} workers, queue {self.settings.queue_max}, pid {os.getpid()}")
-        while not (self.stopping and not self.workers and not self.answers and not self.closing):
+        while not (self.stopping and not self.workers and not self.runners and not self.answers
+                   and not self.closing):
             now = time.monotonic()
             self._balance(now)
             self._dispatch(now)
@@ -222,6 +243,8 @@ class Supervisor:
                     self._accept(obj)
                 elif kind == "worker":
                     self._from_worker(obj)
+                elif kind == "runner":
+                    self._from_runner(obj)
                 elif kind == "idle":
                     self._idle_readable(obj)
                 elif kind == "answer":
@@ -235,6 +258,8 @@ class Supervisor:
 
     def _wait_s(self, now: float) -> float:
         deadlines = [self.next_spawn if self.next_spawn > now else now + 1.0, now + PARENT_CHECK_S]
+        if self.next_runner_spawn > now:
+            deadlines.append(self.next_runner_spawn)
         deadlines += [w.conn.deadline for w in self.workers if w.conn]
         deadlines += [c.deadline for c in self.queue]
         deadlines += [a.deadline for a in self.answers.values()]
@@ -249,11 +274,12 @@ class Supervisor:
         used = {w.slot for w in self.workers}
         return next(i for i in range(MAX_WORKERS) if i not in used)
 
-    def _spawn(self) -> None:
+    def _fork(self, role: str) -> tuple[int, socket.socket]:
+        """A child running ``role`` (``pool_worker`` or ``job_runner``) with one end of a control
+        socket; its pid and the other end."""
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        slot = self._free_slot()
         pid = os.fork()
-        if pid == 0:  # the worker: never returns into the supervisor's code
+        if pid == 0:  # the child: never returns into the supervisor's code
             code = 1
             try:
                 keep = child_end.fileno()
@@ -261,14 +287,20 @@ class Supervisor:
                 os.dup2(devnull, 0)  # fd 0 may be lighttpd's listening socket
                 os.closerange(3, keep)
                 os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-                from . import pool_worker
+                from importlib import import_module
 
-                code = pool_worker.main(child_end, self.run_dir, self.env, self.settings)
+                code = import_module(f".{role}", __package__).main(child_end, self.run_dir, self.env,
+                                                                     self.settings)
             except BaseException as exc:
-                log(f"worker {os.getpid()}: {type(exc).__name__}: {exc}")
+                log(f"{role} {os.getpid()}: {type(exc).__name__}: {exc}")
             finally:
                 os._exit(code)
         child_end.close()
+        return pid, parent_end
+
+    def _spawn(self) -> None:
+        slot = self._free_slot()
+        pid, parent_end = self._fork("pool_worker")
         worker = Worker(pid, parent_end, self.generation, slot, time.monotonic())
         self.workers.append(worker)
         self.selector.register(parent_end, selectors.EVENT_READ, ("worker", worker))
@@ -288,6 +320,51 @@ class Supervisor:
         for worker in sorted(old, key=lambda w: w.state != WorkerState.IDLE)[:max(0, excess)]:
             self.board.add("restarts_reloaded")
             self._retire(worker)
+        self._balance_runners(now)
+
+    def _balance_runners(self, now: float) -> None:
+        """As many job runners of this generation as the settings say; older ones are told to go
+        (each gives its job back to the queue, which a new one takes)."""
+        for runner in self.runners:
+            if runner.generation != self.generation:
+                self._tell_runner(runner)
+        current = sum(1 for r in self.runners if r.generation == self.generation)
+        if now >= self.next_runner_spawn:
+            for _ in range(self.settings.jobs.runners - current):
+                pid, ctl = self._fork("job_runner")
+                runner = JobRunner(pid, ctl, self.generation, now)
+                self.runners.append(runner)
+                self.selector.register(ctl, selectors.EVENT_READ, ("runner", runner))
+
+    def _tell_runner(self, runner: JobRunner) -> None:
+        """Ask it to stop at its job's next page; once."""
+        if not runner.told_to_go:
+            runner.told_to_go = True
+            with contextlib.suppress(OSError):
+                runner.ctl.send(b"Q", socket.MSG_DONTWAIT)
+
+    def _from_runner(self, runner: JobRunner) -> None:
+        """A runner says nothing: its control socket is readable when it has exited."""
+        try:
+            if runner.ctl.recv(CTL_MESSAGE_MAX, socket.MSG_DONTWAIT):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.selector.unregister(runner.ctl)
+        runner.ctl.close()
+        self.runners.remove(runner)
+        status = self._reap(runner.pid)
+        if self.stopping or runner.generation != self.generation:
+            return
+        # A runner exits only when told to: anything else is a death (its job runs again once
+        # its lease runs out). Back off if they keep dying.
+        if time.monotonic() - runner.started > SPAWN_BACKOFF_MAX_S:
+            self.runner_failures = 0
+        self.runner_failures += 1
+        self.next_runner_spawn = time.monotonic() + min(SPAWN_BACKOFF_MAX_S, 0.25 * 2 ** self.runner_failures)
+        log(f"job runner {runner.pid} {_describe(status)}; replacing it")
 
     def _retire(self, worker: Worker) -> None:
         worker.retiring = True
@@ -590,8 +667,8 @@ class Supervisor:
         for sock in [s for s, d in self.closing.values() if now > d]:
             self._drop_closing(sock)
         if self.stopping and now > self.stop_deadline:
-            for worker in self.workers:
-                os.kill(worker.pid, signal.SIGKILL)
+            for pid in [w.pid for w in self.workers] + [r.pid for r in self.runners]:
+                os.kill(pid, signal.SIGKILL)
             for worker in list(self.workers):
                 self._worker_gone(worker, reason="stopped")
         if self.parent is not None and now >= self.next_parent_check:
@@ -622,7 +699,7 @@ class Supervisor:
             return
         self.env, self.settings = env, settings
         self.generation += 1
-        self.next_spawn = 0.0
+        self.next_spawn = self.next_runner_spawn = 0.0
         self.spawn_failures = 0
         self._publish_settings()
         log(f"reloading: generation {self.generation}, {settings.workers} workers")
@@ -642,6 +719,8 @@ class Supervisor:
             self.selector.unregister(conn.sock)
             conn.sock.close()
         self.idle_conns.clear()
+        for runner in self.runners:
+            self._tell_runner(runner)
         log(f"stopping: {len(self.queue)} queued and {sum(1 for w in self.workers if w.conn)} running "
             "requests finish first")
 

@@ -243,9 +243,14 @@ class Worker:
             from .result_cache import ResultCache
 
             cache = ResultCache(run_dir / CACHE_FILE, self.settings.cache_bytes)
+        jobs = None
+        if self.settings.jobs.runners:
+            from .jobs import JobStore
+
+            jobs = JobStore(self.settings.jobs.store_dir(run_dir), self.settings.jobs)
         metrics = PoolMetrics(str(run_dir / MULTIPROC_DIR), board)
         return Services(cache=cache, observer=PoolObserver(), metrics=metrics.response,
-                        pool_status=lambda: board.snapshot().health())
+                        pool_status=lambda: board.snapshot().health(), jobs=jobs)
 
     def tell(self, message: bytes) -> None:
         self.ctl.send(message)
@@ -321,7 +326,7 @@ class Worker:
         return drained and request.keep_conn
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Load the engine and run every stage once, so that the first request finds it warm."""
     import cv2
     import numpy as np
@@ -355,7 +360,7 @@ def main(ctl: socket.socket, run_dir: Path, environ: Mapping[str, str], settings
         log(f"pool worker cannot start: {type(exc).__name__}: {exc}")
         return 3
     try:
-        _warm_up()
+        warm_up()
     except OcrError as exc:  # requests will say the same, each with its own status
         log(f"pool worker started without an engine ({exc.code.value}: {exc.message})")
     except Exception as exc:

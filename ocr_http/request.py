@@ -27,7 +27,8 @@ from ocr_core.formats import check_format
 
 IMAGE_FIELDS = ("image", "file", "image_file")
 RAW_TYPES = ("application/octet-stream", "application/pdf")
-QUERY_KEYS = frozenset({"mode", "format", "cls", "pack", "min_score", "pages", "dpi", "words", "preview"})
+QUERY_KEYS = frozenset({"mode", "format", "cls", "pack", "min_score", "pages", "dpi", "words", "preview",
+                        "async", "job"})
 PACK_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 BOOLS = {"0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 DATA_URL = re.compile(r"data:[^,]*?;base64,", re.IGNORECASE)
@@ -42,20 +43,24 @@ def bad(message: str) -> OcrError:
 class Query:
     """Options of one call: how to recognise, how to answer (a format of ``ocr_core.formats``,
     with each line's words in JSON or not, with a preview of each page of a document in JSON or
-    not), and which model pack."""
+    not), which model pack; and for jobs (``ocr_http.job_api``) whether to run it as one, or which
+    one is asked about."""
 
     options: RecognizeOptions
     format: str = "json"
     words: bool = False
     preview: bool = False
     pack: str | None = None
+    run_async: bool = False
+    job: str | None = None
 
 
 def parse_query(query_string: str) -> Query:
     """``mode=page|line``, ``format=json|text|hocr|alto|tsv``, ``cls=0|1``, ``pack=NAME``,
     ``min_score=0..1``, and for documents ``pages=1-3,7`` and ``dpi=30..1200``; ``words=0|1`` adds
     each line's words to the JSON, ``preview=0|1`` each page of a document as a JPEG
-    (``ocr_core.previews``; a single image gets none: the client has it).
+    (``ocr_core.previews``; a single image gets none: the client has it); ``async=0|1`` submits a
+    job, ``job=ID`` names one.
 
     Unknown or repeated keys are refused, so that a typo is not silently ignored.
     """
@@ -75,7 +80,7 @@ def parse_query(query_string: str) -> Query:
     changes: dict[str, object] = {}
     if "mode" in params:
         changes["mode"] = params["mode"].lower()
-    for flag in ("cls", "words", "preview"):
+    for flag in ("cls", "words", "preview", "async"):
         if flag in params and params[flag].lower() not in BOOLS:
             raise bad(f"{flag} must be 0 or 1, not {params[flag]!r}")
     if "cls" in params:
@@ -98,7 +103,7 @@ def parse_query(query_string: str) -> Query:
     words = BOOLS[params.get("words", "0").lower()]
     preview = BOOLS[params.get("preview", "0").lower()]
     return Query(options=replace(RecognizeOptions(), **changes), format=fmt, words=words, preview=preview,
-                 pack=pack)
+                 pack=pack, run_async=BOOLS[params.get("async", "0").lower()], job=params.get("job"))
 
 
 def image_from_body(content_type: str, body: bytes, max_image_bytes: int) -> bytes:

@@ -23,6 +23,7 @@ CONTRACT = {
     "too_many_pages": (13, 413),
     "document_encrypted": (14, 422),
     "not_found": (15, 404),
+    "jobs_unavailable": (16, 503),
 }
 
 

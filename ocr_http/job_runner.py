@@ -1,0 +1,162 @@
+"""A job runner: reads the job store's queued jobs one at a time, page by page, beside the workers.
+
+Forked by the pool's supervisor (``CRNNOCR_JOB_RUNNERS`` of them) so that long documents never
+take a worker that synchronous requests need; like a worker it imports the engine after the fork.
+It claims the oldest queued job under a lease (``ocr_http.jobs``), which a heartbeat thread renews
+while the engine works (ONNX Runtime releases the GIL), and records ``pages_done`` after each page.
+It stops a job at the next page when the job was deleted (its lease cannot be renewed) and, told
+to stop (``Q`` on its control socket, or the socket closing: the supervisor is going), gives the
+job back to the queue uncounted, so that the next start of the pool runs it again.
+
+A finished job's result is stored rendered in every format (``RESULT_FORMATS``): a poll answers
+any ``format=`` with the bytes the synchronous call would have sent, and nothing has to be read
+again.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ocr_core.deadline import Deadline
+from ocr_core.errors import ErrorCode, OcrError, client_error
+from ocr_core.process import configure_process
+
+from .app import engine_config, log
+from .jobs import ClaimedJob, JobStore
+from .pool_settings import PoolSettings
+
+IDLE_POLL_S = 0.2  # how soon an idle runner sees a new job
+SWEEP_EVERY_S = 60.0
+RESULT_FORMATS = ("text", "hocr", "alto", "tsv")
+
+
+class Stopped(Exception):
+    """The job is no longer this runner's to finish (deleted, or the runner is told to stop)."""
+
+
+def rendered(result: Any) -> dict[str, Any]:
+    """What a finished job keeps: the JSON document with words (a poll drops them unless asked)
+    and each other format, rendered now from the one result."""
+    return {"json": result.to_dict(words=True), **{fmt: result.render(fmt) for fmt in RESULT_FORMATS}}
+
+
+class Runner:
+    def __init__(self, ctl: socket.socket, store: JobStore, settings: PoolSettings) -> None:
+        self.ctl = ctl
+        self.store = store
+        self.settings = settings
+        self.owner = secrets.token_hex(8)  # this process' leases, whatever its pid is reused for
+        self.stopping = False
+
+    def _told_to_stop(self, timeout: float) -> bool:
+        if not self.stopping and select.select([self.ctl], [], [], timeout)[0]:
+            try:
+                message = self.ctl.recv(16)
+            except OSError:
+                message = b""
+            self.stopping = message in (b"", b"Q")
+        return self.stopping
+
+    def run(self) -> None:
+        next_sweep = 0.0
+        while not self._told_to_stop(0):
+            if time.monotonic() >= next_sweep:
+                self.store.sweep()
+                next_sweep = time.monotonic() + min(SWEEP_EVERY_S, self.settings.jobs.ttl_s)
+            job = self.store.claim(self.owner, os.getpid())
+            if job is None:
+                self._told_to_stop(IDLE_POLL_S)
+                continue
+            self.run_job(job)
+
+    def run_job(self, job: ClaimedJob) -> None:
+        lost = threading.Event()  # the lease could not be renewed: the job was deleted
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.key, lost, done), daemon=True)
+        beat.start()
+
+        def progress(pages_done: int, pages_total: int) -> None:
+            if lost.is_set() or self._told_to_stop(0):
+                raise Stopped
+            if not self.store.progress(job.key, self.owner, pages_done, pages_total):
+                raise Stopped
+
+        try:
+            result = self._read(job, progress)
+        except Stopped:
+            if self.stopping:
+                self.store.release(job.key, self.owner)
+            return
+        except Exception as exc:
+            error = client_error(exc)
+            if error.code is ErrorCode.INTERNAL or error.detail:
+                log(f"job failed: {error.log_line()}")
+            self.store.fail(job.key, self.owner, error)
+            return
+        finally:
+            done.set()
+            beat.join()
+        self.store.finish(job.key, self.owner, rendered(result))
+
+    def _read(self, job: ClaimedJob, progress: Any) -> Any:
+        from ocr_core.engine import get_engine
+
+        from .request import parse_query
+
+        try:
+            data = job.input_path.read_bytes()
+        except FileNotFoundError:  # deleted since it was claimed
+            raise Stopped from None
+        query = parse_query(job.query)
+        config = engine_config(pack=query.pack) if query.pack else engine_config()
+        deadline = Deadline.start(self.settings.jobs.timeout_s)
+        try:
+            return get_engine(config).recognize(data, query.options, deadline=deadline, progress=progress)
+        except OcrError as exc:
+            if exc.code is ErrorCode.TIMEOUT:
+                raise OcrError(ErrorCode.TIMEOUT, f"the job took longer than its limit of "
+                                                  f"{self.settings.jobs.timeout_s:g} s") from None
+            raise
+
+    def _heartbeat(self, key: str, lost: threading.Event, done: threading.Event) -> None:
+        """Renew the lease a few times per lease period, on a connection of this thread's own."""
+        store = JobStore(self.store.directory, self.store.settings)
+        try:
+            while not done.wait(self.settings.jobs.lease_s / 4):
+                if not store.heartbeat(key, self.owner):
+                    lost.set()
+                    return
+        finally:
+            store.close()
+
+
+def main(ctl: socket.socket, run_dir: Path, environ: Mapping[str, str], settings: PoolSettings) -> int:
+    """Run as a freshly forked job runner; the return value is the process' exit status."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    os.environ.clear()
+    os.environ.update(environ)
+    configure_process(side_by_side=True)
+    from .pool_worker import warm_up
+
+    try:
+        warm_up()
+    except Exception as exc:  # each job will fail with the reason, as a request would
+        log(f"job runner started without an engine: {client_error(exc).log_line()}")
+    store = JobStore(settings.jobs.store_dir(run_dir), settings.jobs)
+    Runner(ctl, store, settings).run()
+    store.close()
+    sys.stdout.flush()
+    return 0
