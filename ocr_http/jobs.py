@@ -227,12 +227,13 @@ class JobStore:
         now = time.time()
         db = self._write()
         try:
-            db.execute(
+            given_up = db.execute(
                 "UPDATE jobs SET status = 'failed', error_code = ?, error_message = ?, finished = ?, "
                 "expires = ?, lease_owner = NULL "
-                "WHERE status = 'running' AND lease_until < ? AND attempts >= ?",
+                "WHERE status = 'running' AND lease_until < ? AND attempts >= ? RETURNING key",
                 (ErrorCode.INTERNAL.value, f"the job stopped the process reading it {self.settings.attempts} "
-                 "times; it is not tried again", now, now + self.settings.ttl_s, now, self.settings.attempts))
+                 "times; it is not tried again", now, now + self.settings.ttl_s, now,
+                 self.settings.attempts)).fetchall()
             db.execute("UPDATE jobs SET status = 'queued', lease_owner = NULL "
                        "WHERE status = 'running' AND lease_until < ?", (now,))
             row = db.execute(
@@ -245,6 +246,8 @@ class JobStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        for (failed,) in given_up:
+            self.input_path(failed).unlink(missing_ok=True)
         if row is None:
             return None
         key, query, attempts = row
