@@ -300,14 +300,16 @@ def test_the_supervisor_loads_nothing_heavy_and_workers_run_as_the_servers_user(
     assert server.pool is not None
     supervisor = server.pool.pid
     assert not any(lib in _maps(supervisor) for lib in ("onnxruntime", "openvino", "numpy", "cv2", "PIL"))
-    workers = _children(supervisor)
+    workers = [w.pid for w in server.pool.status().workers]
     assert len(workers) == server.pool.status().counters["workers_target"]
+    runners = set(_children(supervisor)) - set(workers)  # the job runner (CRNNOCR_JOB_RUNNERS=1)
+    assert set(workers) <= set(_children(supervisor)) and len(runners) == 1
     runtime = {"onnxruntime": "libonnxruntime", "openvino": "libopenvino"}[call(server, "GET").json()
                                                                            ["backend"]["name"]]
-    for pid in workers:  # imported after the fork, by each worker
+    for pid in (*workers, *runners):  # imported after the fork, by each worker and runner
         assert runtime in _maps(pid)
     if os.geteuid() == 0:  # dropped to www-data (lighttpd: the pool it spawned too)
-        uids = {os.stat(f"/proc/{pid}").st_uid for pid in (supervisor, *workers)}
+        uids = {os.stat(f"/proc/{pid}").st_uid for pid in (supervisor, *workers, *runners)}
         assert uids == {os.stat(server.pool.run_dir).st_uid} != {0}
 
 
