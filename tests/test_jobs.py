@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,6 +310,21 @@ def test_a_pool_restart_mid_job_finishes_it_and_expiry_removes_everything(prefix
             assert "Traceback" not in log
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_the_readme_job_examples_run_as_written(lighttpd: Server, tmp_path: Path) -> None:
+    """The README's job examples, one shell script (``$JOB`` carries over), against lighttpd."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- job-examples:start -->", "<!-- job-examples:end -->"
+    block = readme.split(start, 1)[1].split(end, 1)[0].split("```sh\n", 1)[1].rsplit("```", 1)[0]
+    script = "set -e\n" + block.replace("http://localhost:8080/", lighttpd.url)
+    (tmp_path / "scan.pdf").write_bytes(scanned_pdf([render_text(lines) for lines in PAGES], dpi=200))
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=WAIT_S, check=False)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert '"status":"queued"' in out and '"pages_total":' in out and '"deleted":true' in out, out
+    assert "Quarterly report 2026" in out and "\f" in out  # the text, pages split by form feeds
 
 
 def test_nothing_left_behind(lighttpd: Server, apache: Server) -> None:
