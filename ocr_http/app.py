@@ -323,8 +323,8 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
                 return text_response(doc["text"])
             numbers = [page["number"] for page in doc.get("pages", ())]
             with services.recognition_slot() if query.preview else nullcontext():
-                previews = _previews(query, numbers, image, config, deadline)
-            return json_response(HTTPStatus.OK, _with_previews(doc, previews))
+                previews = previews_for(query, numbers, image, config, deadline)
+            return json_response(HTTPStatus.OK, with_previews(doc, previews))
     # The slot before the OCR stack's import: a hit refused as busy costs no memory.
     with services.recognition_slot():
         from ocr_core.engine import get_engine
@@ -332,7 +332,7 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
         result = get_engine(config).recognize(image, query.options, deadline=deadline)
         # Rendering the pages again is the same kind of work, in the same slot.
         numbers = [page.number for page in result.pages] if isinstance(result, DocumentResult) else []
-        previews = _previews(query, numbers, image, config, deadline)
+        previews = previews_for(query, numbers, image, config, deadline)
     services.observer.recognised(result.timings)
     if query.format not in ("json", "text"):
         from ocr_core.formats import MEDIA_TYPES
@@ -344,10 +344,10 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
         cache.store(image, config, query.options, doc)
     if query.format == "text":
         return text_response(doc["text"])
-    return json_response(HTTPStatus.OK, _with_previews(doc, previews))
+    return json_response(HTTPStatus.OK, with_previews(doc, previews))
 
 
-def _previews(query: Query, numbers: list[int], image: bytes, config: EngineConfig,
+def previews_for(query: Query, numbers: list[int], image: bytes, config: EngineConfig,
               deadline: Deadline | None) -> list[dict[str, Any]]:
     """A preview of each page ``numbers`` names when the call asked for previews in JSON and sent
     a document (``ocr_core.previews``); none otherwise: a single image's is the client's own file."""
@@ -361,7 +361,7 @@ def _previews(query: Query, numbers: list[int], image: bytes, config: EngineConf
     return [preview.to_dict() for preview in previews]
 
 
-def _with_previews(doc: dict[str, Any], previews: list[dict[str, Any]]) -> dict[str, Any]:
+def with_previews(doc: dict[str, Any], previews: list[dict[str, Any]]) -> dict[str, Any]:
     """``doc`` with each page's preview in the page (``doc`` itself when there are none)."""
     if not previews:
         return doc

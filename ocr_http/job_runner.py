@@ -10,7 +10,8 @@ job back to the queue uncounted, so that the next start of the pool runs it agai
 
 A finished job's result is stored rendered in every format (``RESULT_FORMATS``): a poll answers
 any ``format=`` with the bytes the synchronous call would have sent, and nothing has to be read
-again.
+again. A job submitted with ``preview=1`` keeps each page's preview in its JSON, as the
+synchronous JSON has it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from ocr_core.deadline import Deadline
 from ocr_core.errors import ErrorCode, OcrError, client_error
 from ocr_core.process import configure_process
 
-from .app import engine_config, log
+from .app import engine_config, log, previews_for, with_previews
 from .jobs import ClaimedJob, JobStore
 from .pool_settings import PoolSettings
 
@@ -44,10 +46,11 @@ class Stopped(Exception):
     """The job is no longer this runner's to finish (deleted, or the runner is told to stop)."""
 
 
-def rendered(result: Any) -> dict[str, Any]:
+def rendered(result: Any, previews: list[dict[str, Any]]) -> dict[str, Any]:
     """What a finished job keeps: the JSON document with words (a poll drops them unless asked)
-    and each other format, rendered now from the one result."""
-    return {"json": result.to_dict(words=True), **{fmt: result.render(fmt) for fmt in RESULT_FORMATS}}
+    and its pages' previews, and each other format, rendered now from the one result."""
+    return {"json": with_previews(result.to_dict(words=True), previews),
+            **{fmt: result.render(fmt) for fmt in RESULT_FORMATS}}
 
 
 class Runner:
@@ -92,7 +95,7 @@ class Runner:
                 raise Stopped
 
         try:
-            result = self._read(job, progress)
+            result, previews = self._read(job, progress)
         except Stopped:
             if self.stopping:
                 self.store.release(job.key, self.owner)
@@ -106,10 +109,12 @@ class Runner:
         finally:
             done.set()
             beat.join()
-        self.store.finish(job.key, self.owner, rendered(result))
+        self.store.finish(job.key, self.owner, rendered(result, previews))
 
-    def _read(self, job: ClaimedJob, progress: Any) -> Any:
+    def _read(self, job: ClaimedJob, progress: Any) -> tuple[Any, list[dict[str, Any]]]:
+        """The result of reading the job's input with its options, and the previews it asked for."""
         from ocr_core.engine import get_engine
+        from ocr_core.result import DocumentResult
 
         from .request import parse_query
 
@@ -121,7 +126,10 @@ class Runner:
         config = engine_config(pack=query.pack) if query.pack else engine_config()
         deadline = Deadline.start(self.settings.jobs.timeout_s)
         try:
-            return get_engine(config).recognize(data, query.options, deadline=deadline, progress=progress)
+            result = get_engine(config).recognize(data, query.options, deadline=deadline, progress=progress)
+            numbers = [page.number for page in result.pages] if isinstance(result, DocumentResult) else []
+            # Whatever format the poll asks for later: previews belong to the JSON.
+            return result, previews_for(replace(query, format="json"), numbers, data, config, deadline)
         except OcrError as exc:
             if exc.code is ErrorCode.TIMEOUT:
                 raise OcrError(ErrorCode.TIMEOUT, f"the job took longer than its limit of "

@@ -151,7 +151,7 @@ def without_timings(doc: dict[str, Any]) -> dict[str, Any]:
 def test_an_image_and_a_pdf_give_the_synchronous_answer(which: str, request: pytest.FixtureRequest,
                                                          line_png: bytes, short_pdf: bytes) -> None:
     server: Server = request.getfixturevalue(which)
-    for body, headers, query in ((line_png, PNG, "mode=line"), (short_pdf, PDF, "dpi=100")):
+    for body, headers, query in ((line_png, PNG, "mode=line"), (short_pdf, PDF, "dpi=100&preview=1")):
         job = submit(server, body, query, headers)
         seen: list[dict[str, Any]] = []
         done = wait_state(server, job, seen=seen)

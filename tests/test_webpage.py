@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deploy.servers import Server, installed_tree, missing_models, running_server
+from deploy.servers import Server, installed_tree, missing_models, running_server, serving
 from tests.support import EVAL_DIR, cer, eval_samples, render_text, scanned_pdf
 
 websocket = pytest.importorskip("websocket", reason="WEBSOCKET-CLIENT NOT INSTALLED (requirements-dev.txt)")
@@ -123,6 +123,14 @@ def browser() -> Iterator[DevTools]:
             process.kill()
             process.wait()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pool_server(server: Server) -> Iterator[Server]:
+    """lighttpd with the worker pool it spawns (FastCGI): the one that runs jobs."""
+    with installed_tree() as prefix, serving("lighttpd", "fastcgi", prefix,
+                                             env={"CRNNOCR_POOL_WORKERS": "1"}) as srv:
+        yield srv
 
 
 @pytest.fixture()
@@ -330,3 +338,44 @@ def test_page_shows_each_pdf_page_with_its_boxes(page: DevTools, tmp_path: Path)
         for edge, (d, i) in enumerate(zip(drawn, ink, strict=True)):
             outward = (i - d) if edge < 2 else (d - i)  # how far the box reaches beyond the ink
             assert -1.0 <= outward <= slack, (edge, drawn, ink, slack)
+
+
+def test_a_pdf_is_read_as_a_job_with_a_progress_bar(browser: DevTools, pool_server: Server,
+                                                     tmp_path: Path) -> None:
+    """With a pool, a PDF goes through a job (async=1): the progress bar follows pages_done of
+    pages_total, the pages and text are shown as from a synchronous call, and a download is the
+    job's result fetched in that format, not a second reading. (Without a pool, the tests above:
+    the page falls back to reading it synchronously.)"""
+    browser.send("Page.navigate", url=pool_server.url)
+    browser.wait_for("document.readyState === 'complete' && document.getElementById('engine').textContent")
+    dense = [[f"Line {p}-{i}: 2 x espresso {i}.50 EUR, paid by card" for i in range(24)] for p in range(3)]
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(scanned_pdf([render_text(lines, size=32) for lines in dense]))
+    _choose_file(browser, pdf)
+    seen = set()
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        bar = browser.js("""(() => { const bar = document.getElementById('progress');
+            return [bar.hidden, bar.value, bar.max, document.getElementById('status').dataset.state,
+                    document.getElementById('status').textContent]; })()""")
+        if not bar[0]:
+            seen.add((bar[1], bar[2], bar[4]))
+        if bar[3] in ("done", "error"):
+            break
+        time.sleep(0.02)
+    assert bar[3] == "done" and bar[0], bar  # the bar goes once the result is in
+    assert {(1.0, 3.0, "Reading page 2 of 3…"), (2.0, 3.0, "Reading page 3 of 3…")} & seen, seen
+    assert all(maximum in (1.0, 3.0) and value <= maximum for value, maximum, _ in seen)
+    shown = browser.js("""({summary: document.getElementById('summary').textContent,
+        text: document.getElementById('text').value,
+        captions: [...document.querySelectorAll('.page figcaption')].map((c) => c.textContent)})""")
+    assert shown["summary"] == "3 pages, 72 lines"
+    assert shown["captions"] == ["Page 1 of 3", "Page 2 of 3", "Page 3 of 3"]
+    assert "--- page 3 ---\nLine 2-0: 2 x espresso 0.50 EUR" in shown["text"]
+    browser.js("""window.saved = null; const objectUrl = URL.createObjectURL;
+        URL.createObjectURL = (blob) => { window.lastBlob = blob; return objectUrl(blob); };
+        HTMLAnchorElement.prototype.click = function () {
+            window.lastBlob.text().then((body) => { window.saved = [this.download, body]; }); };
+        document.getElementById('format').value = 'text'; document.getElementById('download').click()""")
+    name, body = browser.wait_for("window.saved")
+    assert name == "report.txt" and body.count("\f") == 2 and "Line 1-23" in body
