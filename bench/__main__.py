@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import batchbench, cbench, cgibench, docbench
+from bench import batchbench, cbench, cgibench, docbench, jobbench
 from bench.accuracy import EngineRun, run_engine
 from bench.engines.specs import CRNNOCR_BACKENDS, ONNX_THREADS, ROOT, EngineSpec, crnnocr, peers
 from bench.losses import load_score_module
@@ -47,7 +47,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--max-images", type=int, default=0, help="fixed-seed sample per row (0 = whole sets)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--full", action="store_true", help="no default sampling of slow rows (adds ~15 min)")
-    p.add_argument("--skip", default="", help="comma list of sections to skip: speed,cgi,c,documents,batch")
+    p.add_argument("--skip", default="",
+                   help="comma list of sections to skip: speed,cgi,c,documents,batch,jobs")
     p.add_argument("--pool-pages", type=int, default=cgibench.DEFAULT_POOL_PAGES,
                    help="pages through the worker pool before its memory is read (1000: ~7 min more)")
     return p.parse_args()
@@ -182,6 +183,8 @@ def main() -> None:
         sections.append(docbench.run(eval_dir))
     if "batch" not in skip:
         sections.append(batchbench.run(eval_dir))
+    if "jobs" not in skip:
+        sections.append(jobbench.run(eval_dir))
 
     header = _header(eval_dir, tasks, args, started)
     result = RunResult(header, tasks, runs, speed, warm, sections, work, default_key)

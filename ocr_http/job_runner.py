@@ -37,7 +37,8 @@ from .app import engine_config, log, previews_for, with_previews
 from .jobs import ClaimedJob, JobStore
 from .pool_settings import PoolSettings
 
-IDLE_POLL_S = 0.2  # how soon an idle runner sees a new job
+# An idle runner is woken by a submission (``J`` from the supervisor); this is the fallback.
+IDLE_POLL_S = 1.0
 SWEEP_EVERY_S = 60.0
 RESULT_FORMATS = ("text", "hocr", "alto", "tsv")
 
@@ -62,6 +63,8 @@ class Runner:
         self.stopping = False
 
     def _told_to_stop(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a message: ``Q`` (or the supervisor gone) means stop; ``J``
+        (a job was submitted) only ends the wait."""
         if not self.stopping and select.select([self.ctl], [], [], timeout)[0]:
             try:
                 message = self.ctl.recv(16)

@@ -25,6 +25,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,12 @@ def _fsync_write(path: Path, data: bytes) -> None:
 class JobStore:
     """The store as one process uses it (a worker, a runner): one connection, made on first use."""
 
-    def __init__(self, directory: Path, settings: JobSettings) -> None:
+    def __init__(self, directory: Path, settings: JobSettings,
+                 on_submit: Callable[[], None] | None = None) -> None:
+        """``on_submit`` is called after each submission (a worker wakes the runners with it)."""
         self.directory = directory
         self.settings = settings
+        self._on_submit = on_submit
         self._db: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:
@@ -184,6 +188,8 @@ class JobStore:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        if self._on_submit is not None:
+            self._on_submit()
         return job_id
 
     def state(self, job_id: str) -> JobState:

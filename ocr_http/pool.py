@@ -410,6 +410,11 @@ class Supervisor:
             worker.conn.writing = True
         elif kind == b"D":
             self._worker_done(worker, keep=message[1:2] == b"\x01")
+        elif kind == b"J":
+            for runner in self.runners:
+                if not runner.told_to_go:
+                    with contextlib.suppress(OSError):
+                        runner.ctl.send(b"J", socket.MSG_DONTWAIT)
 
     def _worker_done(self, worker: Worker, keep: bool) -> None:
         conn, worker.conn = worker.conn, None

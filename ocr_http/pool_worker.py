@@ -14,6 +14,7 @@ Control messages on the worker's SOCK_SEQPACKET socket (one message each):
                         ``B`` + request id + HEAD (1 byte) + the Origin header: its PARAMS are
                         read (what an answer in its place needs besides the id)
                         ``W`` about to write the response   ``D`` + 0/1 done (1: keep the connection)
+                        ``J`` a job was submitted (the supervisor tells the job runners)
 The supervisor keeps its own copy of every connection: if the worker dies before ``W``, it can
 still answer the client itself.
 """
@@ -247,7 +248,9 @@ class Worker:
         if self.settings.jobs.runners:
             from .jobs import JobStore
 
-            jobs = JobStore(self.settings.jobs.store_dir(run_dir), self.settings.jobs)
+            # A submission wakes the idle job runners (through the supervisor) at once.
+            jobs = JobStore(self.settings.jobs.store_dir(run_dir), self.settings.jobs,
+                            on_submit=lambda: self.tell(b"J"))
         metrics = PoolMetrics(str(run_dir / MULTIPROC_DIR), board)
         return Services(cache=cache, observer=PoolObserver(), metrics=metrics.response,
                         pool_status=lambda: board.snapshot().health(), jobs=jobs)
