@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import secrets
 import select
-import signal
 import socket
 import sys
 import threading
@@ -31,7 +30,6 @@ from typing import Any
 
 from ocr_core.deadline import Deadline
 from ocr_core.errors import ErrorCode, OcrError, client_error
-from ocr_core.process import configure_process
 
 from .app import engine_config, log, previews_for, with_previews
 from .jobs import ClaimedJob, JobStore
@@ -153,14 +151,9 @@ class Runner:
 
 def main(ctl: socket.socket, run_dir: Path, environ: Mapping[str, str], settings: PoolSettings) -> int:
     """Run as a freshly forked job runner; the return value is the process' exit status."""
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
-    os.environ.clear()
-    os.environ.update(environ)
-    configure_process(side_by_side=True)
-    from .pool_worker import warm_up
+    from .pool_worker import enter_child, warm_up
+
+    enter_child(environ)
 
     try:
         warm_up()

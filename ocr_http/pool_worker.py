@@ -345,18 +345,22 @@ def warm_up() -> None:
     engine.recognize(blank, RecognizeOptions(mode="page"))
 
 
-def main(ctl: socket.socket, run_dir: Path, environ: Mapping[str, str], settings: PoolSettings) -> int:
-    """Run as a freshly forked worker; the return value is the process' exit status."""
-    # The supervisor decides when workers stop; a Ctrl-C or a SIGHUP sent to the whole process
-    # group must not cut a request short.
+def enter_child(environ: Mapping[str, str]) -> None:
+    """A child of the supervisor (a worker, a job runner) takes its signals and environment."""
+    # The supervisor decides when its children stop; a Ctrl-C or a SIGHUP sent to the whole
+    # process group must not cut a request short.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     os.environ.clear()
     os.environ.update(environ)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / MULTIPROC_DIR)
     configure_process(side_by_side=True)
+
+
+def main(ctl: socket.socket, run_dir: Path, environ: Mapping[str, str], settings: PoolSettings) -> int:
+    """Run as a freshly forked worker; the return value is the process' exit status."""
+    enter_child({**environ, "PROMETHEUS_MULTIPROC_DIR": str(run_dir / MULTIPROC_DIR)})
     try:
         worker = Worker(ctl, run_dir, settings)
     except Exception as exc:  # e.g. a venv without prometheus_client: the supervisor backs off
