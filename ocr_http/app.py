@@ -254,7 +254,7 @@ def job(environ: Mapping[str, str], method: str, services: Services) -> Response
     if not query.job:
         raise OcrError(ErrorCode.BAD_REQUEST, "DELETE needs the job to delete: ?job=ID")
     if services.jobs is None:
-        raise job_api.unavailable()
+        raise job_api.unavailable(in_pool=services.pool_status is not None)
     if method == "DELETE":
         return job_api.delete(services.jobs, query)
     return job_api.status(services.jobs, query)
@@ -290,7 +290,7 @@ def recognise(environ: Mapping[str, str], body: RequestBody, services: Services,
     if query.run_async and services.jobs is None:
         from .job_api import unavailable
 
-        raise unavailable()
+        raise unavailable(in_pool=services.pool_status is not None)
     image = image_from_body(content_type, raw, config.max_bytes)
     del raw
 

@@ -23,7 +23,12 @@ from .request import Query
 from .response import Response, json_response, text_response
 
 
-def unavailable() -> OcrError:
+def unavailable(in_pool: bool) -> OcrError:
+    """Why no job can be run here: no pool (the CGI alone), or a pool told to run none."""
+    if in_pool:
+        return OcrError(ErrorCode.JOBS_UNAVAILABLE,
+                        "this worker pool runs no asynchronous jobs (CRNNOCR_JOB_RUNNERS=0); send the "
+                        "request without async=1")
     return OcrError(ErrorCode.JOBS_UNAVAILABLE,
                     "asynchronous jobs (async=1, job=) are run by the worker pool, and none is running "
                     "here: start crnnocr-pool (see the README, \"The worker pool\"), or send the request "

@@ -36,13 +36,14 @@ import os
 import selectors
 import signal
 import socket
+import sqlite3
 import stat
 import struct
 import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ocr_core.errors import ErrorCode, OcrError
@@ -208,7 +209,11 @@ class Supervisor:
             stale.unlink()
         result_cache.create(self.run_dir)
         if self.settings.jobs.runners:
-            jobs.create(self.settings.jobs.store_dir(self.run_dir))
+            try:
+                jobs.create(self.settings.jobs.store_dir(self.run_dir))
+            except (OSError, sqlite3.Error) as exc:  # requests are served all the same
+                log(f"the job store cannot be used ({exc}); asynchronous jobs are off")
+                self.settings = replace(self.settings, jobs=replace(self.settings.jobs, runners=0))
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signals.append(signum)

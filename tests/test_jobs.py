@@ -35,7 +35,9 @@ from deploy.servers import (
     world_traversable_tempdir,
 )
 from deploy.sites import SiteConfig
+from ocr_http.app import Services, respond
 from ocr_http.jobs import DB_NAME, job_key
+from ocr_http.settings import CgiSettings
 from tests.support import render_text, scanned_pdf
 
 WAIT_S = 90.0
@@ -310,6 +312,38 @@ def test_a_pool_restart_mid_job_finishes_it_and_expiry_removes_everything(prefix
             assert "Traceback" not in log
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class _NoBody:
+    def read_exactly(self, length: int) -> bytes:
+        raise AssertionError("a poll has no body")
+
+    def read_unsized(self, cap: int) -> bytes:
+        raise AssertionError("a poll has no body")
+
+
+def test_a_pool_that_runs_no_jobs_says_so_and_the_cgi_says_to_start_one() -> None:
+    """The application as a pool worker with CRNNOCR_JOB_RUNNERS=0 runs it (a pool, no job store),
+    and as the CGI alone runs it."""
+    environ = {"REQUEST_METHOD": "GET", "QUERY_STRING": "job=" + "A" * 32}
+    for services, says in ((Services(pool_status=lambda: {}), "CRNNOCR_JOB_RUNNERS=0"),
+                           (Services(), "start crnnocr-pool")):
+        reply = respond(environ, _NoBody(), CgiSettings(), services)
+        doc = json.loads(reply.body)
+        assert reply.status == 503 and doc["error"]["code"] == "jobs_unavailable"
+        assert says in doc["error"]["message"]
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("CRNNOCR_JOB_RUNNERS", "lots"), ("CRNNOCR_JOB_TTL_S", "0"), ("CRNNOCR_JOB_DIR", "relative/jobs"),
+    ("CRNNOCR_JOB_MB", "-1")])
+def test_bad_job_settings_stop_the_pool_in_one_line(prefix: Path, tmp_path: Path, setting: str,
+                                                    value: str) -> None:
+    done = subprocess.run([prefix / "bin" / "crnnocr-pool", "--socket", tmp_path / "pool.sock"],
+                          env={"PATH": os.environ["PATH"], setting: value}, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and setting in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_readme_job_examples_run_as_written(lighttpd: Server, tmp_path: Path) -> None:
