@@ -1,7 +1,8 @@
 """A job runner: reads the job store's queued jobs one at a time, page by page, beside the workers.
 
 Forked by the pool's supervisor (``CRNNOCR_JOB_RUNNERS`` of them) so that long documents never
-take a worker that synchronous requests need; like a worker it imports the engine after the fork.
+take a worker that synchronous requests need; like a worker it imports the engine after the fork
+(when its first job comes, see ``main``).
 It claims the oldest queued job under a lease (``ocr_http.jobs``), which a heartbeat thread renews
 while the engine works (ONNX Runtime releases the GIL), and records ``pages_done`` after each page.
 It stops a job at the next page when the job was deleted (its lease cannot be renewed) and, told
@@ -150,15 +151,13 @@ class Runner:
 
 
 def main(ctl: socket.socket, run_dir: Path, environ: Mapping[str, str], settings: PoolSettings) -> int:
-    """Run as a freshly forked job runner; the return value is the process' exit status."""
-    from .pool_worker import enter_child, warm_up
+    """Run as a freshly forked job runner; the return value is the process' exit status.
+
+    The engine is loaded by the first job, not before: a pool whose clients never submit one
+    does not carry a second copy of the models (a job waits the load once, on top of minutes)."""
+    from .pool_worker import enter_child
 
     enter_child(environ)
-
-    try:
-        warm_up()
-    except Exception as exc:  # each job will fail with the reason, as a request would
-        log(f"job runner started without an engine: {client_error(exc).log_line()}")
     store = JobStore(settings.jobs.store_dir(run_dir), settings.jobs)
     Runner(ctl, store, settings).run()
     store.close()
