@@ -6,6 +6,13 @@ before numpy, OpenCV or ONNX Runtime is imported. An operator's explicit value a
 - ``ORT_DISABLE_TELEMETRY=1``: ONNX Runtime would otherwise write a device id under ``$HOME/.cache``
   and try to send telemetry; a web server's user has no writable home, and nothing here may phone
   out. Applied on every import of ``ocr_core``.
+- No OpenVINO telemetry: ``import openvino`` imports its model converter, which starts
+  ``openvino_telemetry`` with consent assumed unless ``$HOME/intel/openvino_telemetry`` says no,
+  writes a client id under ``$HOME/intel`` and sends events. Its only documented opt-out
+  (``opt_in_out --opt_out``) is itself a file in that HOME, which a service user may not have, and
+  the package reads no environment variable. Marking the module as absent in ``sys.modules``
+  takes the converter's own fallback for an install without it (``telemetry_stub``, no-ops).
+  Applied on every import of ``ocr_core``, unless the host process imported the package itself.
 - ``OPENBLAS_NUM_THREADS=1``: numpy and OpenCV each bring an OpenBLAS that starts a thread per core
   when it loads, and those threads spin (20-60 ms outliers in a cold run, more under load). The
   core's matrix products are 2×2 and need no BLAS threads.
@@ -26,12 +33,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 ALWAYS: dict[str, str] = {"ORT_DISABLE_TELEMETRY": "1"}
 NATIVE_LOAD: dict[str, str] = {"OPENBLAS_NUM_THREADS": "1"}
 SIDE_BY_SIDE: dict[str, str] = {"CRNNOCR_THREADS": "1"}
+OPENVINO_TELEMETRY = "openvino_telemetry"
 PROCESS_KIND = "CRNNOCR_PROCESS"
 ONE_SHOT, WORKER = "one-shot", "worker"
 
@@ -44,6 +53,7 @@ def _set_defaults(values: dict[str, str]) -> None:
 def apply_always() -> None:
     """The knobs every process that imports ``ocr_core`` gets (``ocr_core/__init__`` calls this)."""
     _set_defaults(ALWAYS)
+    sys.modules.setdefault(OPENVINO_TELEMETRY, None)  # `import openvino_telemetry` -> ImportError
 
 
 def configure_process(*, side_by_side: bool = False, one_shot: bool = False) -> None:
@@ -91,3 +101,4 @@ def available_cores() -> int:
         except OSError:  # no sysfs: count the CPU as a core of its own
             cores.add(str(cpu))
     return max(1, len(cores))
+

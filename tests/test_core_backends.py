@@ -239,14 +239,18 @@ def test_an_openvino_engine_does_not_import_onnxruntime() -> None:
     assert python(code).split() == ["openvino", "False"]
 
 
-def test_jsonl_says_which_runtime_ran() -> None:
+def test_jsonl_says_which_runtime_ran_and_home_stays_empty(tmp_path: Path) -> None:
+    """Neither runtime writes under HOME (a service user may have none): no telemetry id or consent."""
     image = str(ROOT / "samples" / "receipt.png")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRNNOCR_")}
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CRNNOCR_")}, "HOME": str(home)}
     for flag, name in (([], "onnxruntime"), (["--backend", "openvino"], "openvino")):
         done = subprocess.run([sys.executable, "-m", "ocr_core", "--jsonl", "--mode", "line", *flag, image],
                               capture_output=True, text=True, cwd=ROOT, env=env, check=True, timeout=120)
         record = json.loads(done.stdout)
         assert record["ok"] and record["backend"]["name"] == name and record["backend"]["precision"]
+    assert list(home.iterdir()) == []
 
 
 def test_health_says_which_runtime_a_request_gets(monkeypatch: pytest.MonkeyPatch) -> None:
