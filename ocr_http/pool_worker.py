@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ocr_core.deadline import NO_DEADLINE, Deadline
 from ocr_core.errors import ErrorCode, OcrError
-from ocr_core.process import configure_process
+from ocr_core.process import configure_process, release_free_memory
 
 from . import fastcgi
 from .app import Services, log, respond
@@ -229,6 +229,8 @@ class Worker:
                 pass
             finally:
                 sock.close()  # the supervisor's copy stays open when it keeps the connection
+            # The answer is out; before the next request (and the supervisor's RSS check).
+            release_free_memory()
             self.tell(b"D" + (b"\x01" if keep else b"\x00"))
 
     def _deadline(self, expires_at: float) -> Deadline:
