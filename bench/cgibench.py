@@ -275,8 +275,12 @@ def _cache_hit_ms(servers: Any, prefix: Path, line: Path, page: Path) -> dict[st
 
 
 def _pool_pss(servers: Any, server: Any, page: Path, pages: int) -> tuple[float, float, int]:
-    """PSS per worker (mean) and the supervisor's, in MiB, after ``pages`` pages through the pool."""
+    """PSS per worker (mean) and the supervisor's, in MiB, after ``pages`` pages through the pool,
+    once the workers are at rest (an idle worker trims its heap: ocr_http.pool_worker.IDLE_TRIM_S)."""
+    from ocr_http.pool_worker import IDLE_TRIM_S
+
     ab(server.cgi_url + "?mode=page", page, "image/jpeg", 2, pages)
+    time.sleep(IDLE_TRIM_S + 0.5)
     supervisor = server.pool.pid
     workers = [w.pid for w in server.pool.status().workers]
     pss = [_rss_pss_kb(pid)[1] / 1024 for pid in workers]

@@ -36,14 +36,12 @@ Settings, each measured on the 2-core test machine (see the README's performance
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import os
 import queue
 import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +58,7 @@ from .integrity import (
     write_stamp,
 )
 from .packs import PackSpec, compiled_model_path, metadata_path, unloadable
-from .process import ONE_SHOT, WORKER, available_cores, process_kind
+from .process import ONE_SHOT, WORKER, available_cores, process_kind, release_free_memory
 
 VERSION = ov.__version__.split("-", 1)[0]  # "2026.4.1-22982-<hash>-releases/2026/4" -> "2026.4.1"
 # Significant bits of a padded dimension (in units of its multiple): sizes 4..7 x 2^k.
@@ -79,15 +77,6 @@ def _core() -> ov.Core:
 def precision() -> str:
     """bf16 when OpenVINO's CPU plugin can compute in it here, f32 otherwise."""
     return "bf16" if "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, which hands freed heap pages back to the system; None elsewhere."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 def _source_metadata(model: ov.Model) -> Metadata:
@@ -222,9 +211,7 @@ class OpenVinoModel:
     def _release_working_memory(self) -> None:
         """Hand the activations back: OpenVINO frees them, glibc returns the pages."""
         self._compiled.release_memory()
-        trim = _malloc_trim()
-        if trim is not None:
-            trim(0)
+        release_free_memory()
 
     def fit(self, extent: int, multiple: int, limit: int = 0) -> int:
         units = -(-extent // multiple)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ocr_core.deadline import NO_DEADLINE, Deadline
 from ocr_core.errors import ErrorCode, OcrError
-from ocr_core.process import configure_process
+from ocr_core.process import configure_process, release_free_memory
 
 from . import fastcgi
 from .app import Services, log, respond
@@ -52,6 +52,8 @@ MAX_ORIGIN = 2048
 MAX_PARAMS_BYTES = 1 << 20
 DEADLINE_MARGIN_S = 0.25
 HANGUP_CHECK_EVERY_S = 0.05
+# A worker with no request for this long gives its heap's free pages back (~20 MiB after pages).
+IDLE_TRIM_S = 0.5
 
 
 class ConnectionClosed(Exception):
@@ -259,11 +261,21 @@ class Worker:
         self.ctl.send(message)
 
     def run(self) -> None:
+        served = False  # since the heap was last trimmed
         while True:
+            # Idle for IDLE_TRIM_S after a request: hand the heap's free pages back. Not after each
+            # request: the next one would fault them in again (pages +5-7% in an A/B).
+            self.ctl.settimeout(IDLE_TRIM_S if served else None)
             try:
                 message, fds, _flags, _addr = socket.recv_fds(self.ctl, 16, 1)
+            except TimeoutError:
+                release_free_memory()
+                served = False
+                continue
             except OSError:
                 return
+            finally:
+                self.ctl.settimeout(None)
             if not message or message == b"Q":  # told to go, or the supervisor is gone
                 for fd in fds:
                     os.close(fd)
@@ -279,6 +291,7 @@ class Worker:
                 pass
             finally:
                 sock.close()  # the supervisor's copy stays open when it keeps the connection
+            served = True
             self.tell(b"D" + (b"\x01" if keep else b"\x00"))
 
     def _deadline(self, expires_at: float) -> Deadline:

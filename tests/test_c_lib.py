@@ -668,38 +668,55 @@ def test_peak_memory_follows_the_pixels(install: Install, tmp_path: Path) -> Non
     assert peak_kb - base_kb <= BYTES_PER_PIXEL * side * side / 1024 + 16 * 1024
 
 
+MEMCHECK = os.environ.get("CRNNOCR_VALGRIND") == "1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def memcheck(install: Install) -> Iterator[subprocess.Popen[bytes] | None]:
+    """The valgrind run, started with the module: it needs ~3 CPU minutes on one core (valgrind
+    runs a program's threads one at a time), so it runs beside this module's other tests, on the
+    other core, instead of after them. ``test_valgrind_ocr_file`` waits for it and reads its log."""
+    if not MEMCHECK or shutil.which("valgrind") is None:
+        yield None
+        return
+    command = [
+        "valgrind",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "--undef-value-errors=no",
+        f"--suppressions={C_CLIENT / 'valgrind.supp'}",
+        "--error-exitcode=99",
+        f"--log-file={install.work / 'valgrind.log'}",
+        str(install.program("ocr_file")),
+        "--line",
+        *(str(eval_file(p)) for p in LINE_IMAGES),
+    ]
+    # memcheck runs the engine tens of times slower than its time limit allows
+    process = subprocess.Popen(command, env=clean_env(CRNNOCR_TIMEOUT_S="0"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 @pytest.mark.skipif(
-    os.environ.get("CRNNOCR_VALGRIND") != "1",
+    not MEMCHECK,
     reason="SKIPPED LOUDLY: the valgrind run needs ~3 CPU minutes (Python and its runtime in memcheck); "
     "`make test` and `make c-memcheck` set CRNNOCR_VALGRIND=1 to run it",
 )
-def test_valgrind_ocr_file(install: Install) -> None:
+def test_valgrind_ocr_file(install: Install, memcheck: subprocess.Popen[bytes] | None) -> None:
     """No invalid access anywhere, no definitely-lost block; suppressions: c_client/valgrind.supp."""
-    if shutil.which("valgrind") is None:
+    if memcheck is None:
         pytest.fail("valgrind missing (Debian package valgrind)")
-    log = install.work / "valgrind.log"
-    result = run(
-        [
-            "valgrind",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--undef-value-errors=no",
-            f"--suppressions={C_CLIENT / 'valgrind.supp'}",
-            "--error-exitcode=99",
-            f"--log-file={log}",
-            install.program("ocr_file"),
-            "--line",
-            *(eval_file(p) for p in LINE_IMAGES),
-        ],
-        env=clean_env(CRNNOCR_TIMEOUT_S="0"),  # memcheck runs the engine tens of times slower
-        timeout=900,
-        check=False,
-    )
-    text = log.read_text()
+    returncode = memcheck.wait(timeout=900)
+    text = (install.work / "valgrind.log").read_text()
     findings = "\n\n".join(
         block for block in text.split("==\n") if "Invalid" in block or "definitely lost in" in block
     )
-    assert result.returncode == 0 and "ERROR SUMMARY: 0 errors" in text, findings[:8000] or text[-4000:]
+    assert returncode == 0 and "ERROR SUMMARY: 0 errors" in text, findings[:8000] or text[-4000:]
     assert "definitely lost: 0 bytes" in text
 
 

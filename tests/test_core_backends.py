@@ -115,20 +115,21 @@ def test_both_runtimes_read_a_page_and_a_line(engines: dict[str, Engine]) -> Non
 
 @pytest.mark.parametrize("name", RUNTIMES)
 def test_one_engine_many_threads_gives_the_serial_text(engines: dict[str, Engine], name: str) -> None:
-    """8 threads x 20 calls on one engine, page and line mode mixed: the text of serial calls."""
+    """8 threads x 20 calls on one engine, page and line mode mixed: the lines of serial calls,
+    text, boxes and scores (the thread-safety promise of ocr_core.engine, for each runtime)."""
     engine = engines[name]
     inputs = [render_text(PAGE_LINES), render_text(["Line mode 123"]), render_text(["Total 9.99", "EDGE"])]
     modes = ["page", "line", "page"]
-    calls = list(zip(inputs, modes, strict=True))
-    expected = [engine.recognize(data, RecognizeOptions(mode=mode)).text for data, mode in calls]
+
+    def lines(k: int) -> object:
+        return engine.recognize(inputs[k], RecognizeOptions(mode=modes[k])).to_dict()["lines"]
+
+    expected = [lines(k) for k in range(len(inputs))]
     start = threading.Barrier(8)
 
     def worker(seed: int) -> list[bool]:
         start.wait()
-        return [
-            engine.recognize(inputs[k], RecognizeOptions(mode=modes[k])).text == expected[k]
-            for k in ((seed + i) % len(inputs) for i in range(20))
-        ]
+        return [lines(k) == expected[k] for k in ((seed + i) % len(inputs) for i in range(20))]
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = [ok for result in pool.map(worker, range(8)) for ok in result]
@@ -239,14 +240,18 @@ def test_an_openvino_engine_does_not_import_onnxruntime() -> None:
     assert python(code).split() == ["openvino", "False"]
 
 
-def test_jsonl_says_which_runtime_ran() -> None:
+def test_jsonl_says_which_runtime_ran_and_home_stays_empty(tmp_path: Path) -> None:
+    """Neither runtime writes under HOME (a service user may have none): no telemetry id or consent."""
     image = str(ROOT / "samples" / "receipt.png")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRNNOCR_")}
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CRNNOCR_")}, "HOME": str(home)}
     for flag, name in (([], "onnxruntime"), (["--backend", "openvino"], "openvino")):
         done = subprocess.run([sys.executable, "-m", "ocr_core", "--jsonl", "--mode", "line", *flag, image],
                               capture_output=True, text=True, cwd=ROOT, env=env, check=True, timeout=120)
         record = json.loads(done.stdout)
         assert record["ok"] and record["backend"]["name"] == name and record["backend"]["precision"]
+    assert list(home.iterdir()) == []
 
 
 def test_health_says_which_runtime_a_request_gets(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,27 +104,6 @@ def test_blank_page_is_an_empty_success(engine: Engine) -> None:
     assert result.lines == () and result.text == ""
 
 
-def test_one_engine_many_threads_gives_the_serial_results(engine: Engine) -> None:
-    inputs = [render_text(PAGE_LINES), render_text(["Line mode 123"]), tight_line("EDGE CASE")]
-    modes = ["page", "line", "page"]
-    expected = [engine.recognize(d, RecognizeOptions(mode=m)).to_dict()["lines"]
-                for d, m in zip(inputs, modes, strict=True)]
-    start = threading.Barrier(8)
-
-    def worker(seed: int) -> list[bool]:
-        start.wait()
-        outcomes = []
-        for i in range(20):
-            k = (seed + i) % len(inputs)
-            got = engine.recognize(inputs[k], RecognizeOptions(mode=modes[k])).to_dict()["lines"]
-            outcomes.append(got == expected[k])
-        return outcomes
-
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(worker, range(8)))
-    assert all(all(r) for r in results)
-
-
 def test_first_calls_from_many_threads_load_the_detector_once() -> None:
     fresh = Engine.load(EngineConfig.from_env(threads=1))
     start = threading.Barrier(4)

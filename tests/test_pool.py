@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,9 +113,18 @@ def in_background(fn: Callable[[], Reply]) -> tuple[threading.Thread, list[Reply
 
 
 @pytest.fixture(scope="module")
-def apache(prefix: Path) -> Iterator[Server]:
+def service_home() -> Iterator[Path]:
+    """An empty HOME that the workers' user (www-data when run as root) could write to."""
+    with tempfile.TemporaryDirectory(prefix="crnnocr-home-") as home:
+        os.chmod(home, 0o777)
+        yield Path(home)
+
+
+@pytest.fixture(scope="module")
+def apache(prefix: Path, service_home: Path) -> Iterator[Server]:
     """Apache proxying to a pool started as its systemd unit would start it."""
-    with serving("apache", "fastcgi", prefix, env={"CRNNOCR_CORS_ORIGINS": ORIGIN}) as server:
+    env = {"CRNNOCR_CORS_ORIGINS": ORIGIN, "HOME": str(service_home)}
+    with serving("apache", "fastcgi", prefix, env=env) as server:
         yield server
 
 
@@ -605,7 +615,9 @@ def test_deploy_render_refuses_a_bad_timeout_in_one_line(prefix: Path, tmp_path:
     assert done.returncode != 0 and "CRNNOCR_TIMEOUT_S" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_nothing_left_behind(apache: Server, lighttpd: Server) -> None:
+def test_nothing_left_behind(apache: Server, lighttpd: Server, service_home: Path) -> None:
+    """Not in the servers' TMPDIR, nor in the workers' HOME (no runtime telemetry or consent files)."""
+    assert list(service_home.iterdir()) == []
     for server in (apache, lighttpd):
         assert not any(server.tmp_dir.iterdir())
         for log in {server.error_log, *([server.pool.log] if server.pool else [])}:
