@@ -84,6 +84,28 @@ def servers_available() -> list[ServerKind]:
     return [kind for kind in KINDS if found[kind]]
 
 
+def children(pid: int) -> list[int]:
+    """The live children of ``pid`` (of any of its threads); none once it is gone."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def process_tree(roots: Iterable[int]) -> list[int]:
+    """The roots and all their descendants alive now (what a server or a pool is running)."""
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found and Path(f"/proc/{pid}").exists():
+            found.add(pid)
+            todo.extend(children(pid))
+    return sorted(found)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))

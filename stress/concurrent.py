@@ -15,37 +15,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-from deploy.servers import Server, call
+from deploy.servers import Server, call, process_tree
 
 SAMPLE_EVERY_S = 0.05
 CLIENT_TIMEOUT_S = 120.0
-
-
-def _children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
-def process_tree(roots: Iterable[int]) -> list[int]:
-    """The roots and all their descendants that are alive now."""
-    children = _children()
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return sorted(found)
 
 
 def _kb(path: str, key: str) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.servers import children
 from ocr_core.batch import PartOutcome, assemble, cut_torn_tail, done_files
 from ocr_core.errors import ErrorCode
 from tests.support import CHECKOUT, multipage_tiff, render_text, scanned_pdf
@@ -175,12 +176,6 @@ def test_dask_scheduler_that_does_not_answer(inputs: Path) -> None:
     assert [json.loads(line)["error"]["code"] for line in done.stdout.splitlines()] == ["bad_request"] * 2
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
 
 def test_a_worker_killed_mid_run_costs_no_file(inputs: Path, sequential: list[dict]) -> None:
     """``kill -9`` of a worker while it reads: a new worker takes over, the parts that were in
@@ -191,7 +186,7 @@ def test_a_worker_killed_mid_run_costs_no_file(inputs: Path, sequential: list[di
                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(CHECKOUT)})
     try:
         first = run.stdout.readline()  # type: ignore[union-attr]  # the workers are loaded and reading
-        workers = [worker for child in _children(run.pid) for worker in _children(child)]
+        workers = [worker for child in children(run.pid) for worker in children(child)]
         assert workers, "no worker process found under the forkserver"
         os.kill(workers[0], signal.SIGKILL)
         rest, errors = run.communicate(timeout=300)

@@ -334,18 +334,6 @@ def test_a_pool_that_runs_no_jobs_says_so_and_the_cgi_says_to_start_one() -> Non
         assert says in doc["error"]["message"]
 
 
-@pytest.mark.parametrize(("setting", "value"), [
-    ("CRNNOCR_JOB_RUNNERS", "lots"), ("CRNNOCR_JOB_TTL_S", "0"), ("CRNNOCR_JOB_DIR", "relative/jobs"),
-    ("CRNNOCR_JOB_MB", "-1")])
-def test_bad_job_settings_stop_the_pool_in_one_line(prefix: Path, tmp_path: Path, setting: str,
-                                                    value: str) -> None:
-    done = subprocess.run([prefix / "bin" / "crnnocr-pool", "--socket", tmp_path / "pool.sock"],
-                          env={"PATH": os.environ["PATH"], setting: value}, capture_output=True, text=True,
-                          timeout=60, check=False)
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and setting in done.stderr and "Traceback" not in done.stderr
-
-
 def test_the_readme_job_examples_run_as_written(lighttpd: Server, tmp_path: Path) -> None:
     """The README's job examples, one shell script (``$JOB`` carries over), against lighttpd."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")

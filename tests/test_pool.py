@@ -33,6 +33,7 @@ from deploy.servers import (
     Reply,
     Server,
     call,
+    children,
     installed_tree,
     missing_models,
     multipart,
@@ -300,9 +301,6 @@ def _maps(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-def _children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
 
 @pytest.mark.parametrize("which", ["apache", "lighttpd"])
 def test_the_supervisor_loads_nothing_heavy_and_workers_run_as_the_servers_user(
@@ -313,8 +311,8 @@ def test_the_supervisor_loads_nothing_heavy_and_workers_run_as_the_servers_user(
     assert not any(lib in _maps(supervisor) for lib in ("onnxruntime", "openvino", "numpy", "cv2", "PIL"))
     workers = [w.pid for w in server.pool.status().workers]
     assert len(workers) == server.pool.status().counters["workers_target"]
-    runners = set(_children(supervisor)) - set(workers)  # the job runner (CRNNOCR_JOB_RUNNERS=1)
-    assert set(workers) <= set(_children(supervisor)) and len(runners) == 1
+    runners = set(children(supervisor)) - set(workers)  # the job runner (CRNNOCR_JOB_RUNNERS=1)
+    assert set(workers) <= set(children(supervisor)) and len(runners) == 1
     runtime = {"onnxruntime": "libonnxruntime", "openvino": "libopenvino"}[call(server, "GET").json()
                                                                            ["backend"]["name"]]
     for pid in workers:  # imported after the fork, by each worker
@@ -594,8 +592,10 @@ def test_the_shipped_unit_passes_systemd_analyze(prefix: Path) -> None:
     assert f"ExecStart={prefix}/bin/crnnocr-pool --socket /run/crnnocr/pool.sock" in unit.read_text()
 
 
-@pytest.mark.parametrize(("setting", "value"), [("CRNNOCR_POOL_WORKERS", "0"), ("CRNNOCR_POOL_QUEUE", "-1"),
-                                                ("CRNNOCR_TIMEOUT_S", "abc"), ("CRNNOCR_CACHE_MB", "lots")])
+@pytest.mark.parametrize(("setting", "value"), [
+    ("CRNNOCR_POOL_WORKERS", "0"), ("CRNNOCR_POOL_QUEUE", "-1"), ("CRNNOCR_TIMEOUT_S", "abc"),
+    ("CRNNOCR_CACHE_MB", "lots"), ("CRNNOCR_JOB_RUNNERS", "lots"), ("CRNNOCR_JOB_TTL_S", "0"),
+    ("CRNNOCR_JOB_DIR", "relative/jobs"), ("CRNNOCR_JOB_MB", "-1")])
 def test_bad_pool_settings_stop_it_in_one_line(prefix: Path, tmp_path: Path, setting: str,
                                                value: str) -> None:
     done = subprocess.run([prefix / "bin" / "crnnocr-pool", "--socket", tmp_path / "pool.sock"],

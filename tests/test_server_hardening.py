@@ -8,6 +8,7 @@ keeps answering others (a small, fixed number of sockets); an abandoned request'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from deploy.runtime import CHECKOUT
-from deploy.servers import KINDS, Reply, Server, call, running_server, serving
+from deploy.servers import KINDS, Reply, Server, call, process_tree, running_server, serving
 from deploy.sites import SERVER_ERRORS
 from ocr_core.errors import ErrorCode
 from tests.support import render_text
@@ -222,23 +223,11 @@ def test_slow_clients_are_cut_off_and_others_are_served(server: Server) -> None:
 
 def _cgi_processes(server: Server) -> list[int]:
     """The running ocr.cgi processes under this server's main process."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [server.pid]
-    while todo:
-        for pid in children.get(todo.pop(), []):
-            todo.append(pid)
-            try:
-                if b"ocr.cgi" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    found.append(pid)
-            except OSError:
-                pass
+    found = []
+    for pid in process_tree([server.pid]):
+        with contextlib.suppress(OSError):
+            if b"ocr.cgi" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
     return found
 
 
