@@ -188,7 +188,11 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # Ctrl-C: what was printed stands (resume with --skip-done)
         status = 130
     # Everything is written: skip interpreter teardown (module and ONNX Runtime destructors), which
-    # costs a one-shot process ~25 ms and gives nothing back. The CGI ends the same way.
+    # costs a one-shot process ~25 ms and gives nothing back. The CGI ends the same way. Not after
+    # worker processes (--jobs, --dask): multiprocessing removes its temporary directory (the
+    # forkserver's socket) at exit, which os._exit would leave in /tmp.
+    if "multiprocessing" in sys.modules:
+        sys.exit(status)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -75,12 +75,16 @@ def test_the_reference_run_reads_every_kind_of_input(sequential: list[dict]) -> 
     assert sequential[3]["error"]["code"] == "bad_request"
 
 
-def test_jobs_give_the_sequential_records_in_order(inputs: Path, sequential: list[dict]) -> None:
+def test_jobs_give_the_sequential_records_in_order(inputs: Path, sequential: list[dict],
+                                                  tmp_path: Path) -> None:
     """Two worker processes, a document's pages spread over them: the same records, in input
-    order; the progress line only on a terminal (here stderr is one), never on stdout."""
+    order; the progress line only on a terminal (here stderr is one), never on stdout; nothing
+    left in the temporary directory (multiprocessing's forkserver socket)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     controller, terminal = pty.openpty()
     try:
-        done = _run(inputs, "--jobs", "2", *FILES, stderr=terminal)
+        done = _run(inputs, "--jobs", "2", *FILES, stderr=terminal, env={"TMPDIR": str(temp)})
         os.close(terminal)
         terminal = -1
         shown = b""
@@ -99,6 +103,7 @@ def test_jobs_give_the_sequential_records_in_order(inputs: Path, sequential: lis
     assert done.returncode == 1
     assert _records(done.stdout) == sequential
     assert b"6/6 files, 8 pages" in shown  # the parts read: 1 + 3 + 1 (bad.png) + 0 (missing) + 2 + 1
+    assert not any(temp.iterdir())
 
 
 def test_skip_done_resumes_a_killed_run(inputs: Path, sequential: list[dict], tmp_path: Path) -> None:
