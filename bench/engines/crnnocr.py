@@ -1,7 +1,9 @@
 """crnnocr runner (the project's own engine), run with the project's .venv.
 
 Options: ``pack``, ``threads``, ``backend`` (the runner is a long-lived process: without
-``backend``, auto would pick OpenVINO on a CPU with bf16, so the bench always names it).
+``backend``, auto would pick OpenVINO on a CPU with bf16, so the bench always names it), ``worker``
+(true: configured as a pool worker is, ``configure_process(side_by_side=True)``: one call at a time,
+one OpenVINO stream, ``backend`` as the pool's ``auto`` picks it).
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from bench.harness import Recognize, main
 
 
 def make_recognize(options: dict[str, Any]) -> Recognize:
+    from ocr_core.process import configure_process
+
+    if options.get("worker"):  # before numpy loads: it sets OPENBLAS_NUM_THREADS
+        configure_process(side_by_side=True)
     from ocr_core import Engine, EngineConfig, RecognizeOptions
 
+    threads = int(options["threads"]) if "threads" in options else None  # None: CRNNOCR_THREADS
     engine = Engine.load(
-        EngineConfig.from_env(
-            pack=options.get("pack"), threads=int(options.get("threads", 0)), backend=options.get("backend")
-        )
+        EngineConfig.from_env(pack=options.get("pack"), threads=threads, backend=options.get("backend"))
     )
     by_mode = {mode: RecognizeOptions(mode=mode) for mode in ("line", "page")}
 
