@@ -149,6 +149,18 @@ def _peek_request_id(sock: socket.socket) -> int | None:
     return request_id if (version, type_) == (fastcgi.VERSION, fastcgi.BEGIN_REQUEST) else None
 
 
+def _unread(sock: socket.socket) -> bool:
+    """Nobody has read from the connection, as far as its head shows: nothing has arrived yet, or
+    what has starts like a BEGIN_REQUEST record (the first record of every request)."""
+    try:
+        head = sock.recv(2, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return bool(head) and bytes([fastcgi.VERSION, fastcgi.BEGIN_REQUEST]).startswith(head)
+
+
 def _rss_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm", "rb") as statm:
@@ -465,12 +477,17 @@ class Supervisor:
                 log(f"worker {worker.pid} {_describe(status)} {what}; replacing it")
         if conn is None:
             return
-        if conn.writing or conn.request_id is None:
-            conn.sock.close()  # its answer is (partly) out, or we do not know the request's id
-            return
         error = (OcrError(ErrorCode.TIMEOUT, f"the request took longer than the "
                           f"{self.settings.http.timeout_s:g} s limit") if reason == "timed_out"
                  else OcrError(ErrorCode.BUSY, "the worker answering this request stopped; retry"))
+        if conn.request_id is None and not conn.writing and _unread(conn.sock):
+            # It died before reading a byte (a connection is handed over as soon as it is
+            # accepted, often before the server has written the request): answer it as a refusal.
+            self._answer(conn.sock, error)
+            return
+        if conn.writing or conn.request_id is None:
+            conn.sock.close()  # its answer is (partly) out, or its first bytes went with the worker
+            return
         environ = {"HTTP_ORIGIN": conn.origin} if conn.origin else {}
         response = error_reply(error, environ, self.settings.http)
         output = response.to_cgi(include_body=not conn.head_only)

@@ -414,16 +414,27 @@ def test_kill_9_of_a_busy_worker(which: str, request: pytest.FixtureRequest, lin
     assert server.pool.status().counters["restarts_died"] >= 1
 
 
-def test_a_worker_killed_before_it_has_the_params_still_answers_its_client(apache: Server) -> None:
-    """The connection reaches a worker before its first byte (nothing for the supervisor to peek
-    at); the worker reports the request id on BEGIN_REQUEST, so its death is a JSON 503 too."""
+@pytest.mark.parametrize("sent_before_the_kill", ["nothing", "begin_request"])
+def test_a_worker_killed_before_it_has_the_request_still_answers_its_client(
+        apache: Server, sent_before_the_kill: str) -> None:
+    """A connection reaches a worker as soon as it is accepted, often before the server has written
+    a byte (nothing for the supervisor to peek at). Killed before it read anything, the worker left
+    the request in the socket: the supervisor reads it and answers. Killed after BEGIN_REQUEST, it
+    had reported the request id. Either way the client gets a JSON 503, not a closed connection
+    (which lighttpd turns into a 500)."""
+    params = fastcgi.encode_pairs({"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png"})
+    begin = fastcgi.begin_request(7) + fastcgi.record(fastcgi.PARAMS, 7, params)  # PARAMS not ended
+    rest = fastcgi.record(fastcgi.PARAMS, 7, b"") + fastcgi.record(fastcgi.STDIN, 7, b"")
     with contextlib.closing(_connect(apache)) as sock:
         (victim,) = wait_for(lambda: busy_workers(apache))
-        params = fastcgi.encode_pairs({"REQUEST_METHOD": "POST", "CONTENT_TYPE": "image/png"})
-        sock.sendall(fastcgi.begin_request(7) + fastcgi.record(fastcgi.PARAMS, 7, params))  # PARAMS not ended
-        # The worker reads BEGIN_REQUEST at once and reports its id; nothing outside shows when.
-        time.sleep(1.0)
-        os.kill(victim.pid, signal.SIGKILL)
+        if sent_before_the_kill == "begin_request":
+            sock.sendall(begin)
+            # The worker reads BEGIN_REQUEST at once and reports its id; nothing outside shows when.
+            time.sleep(1.0)
+            os.kill(victim.pid, signal.SIGKILL)
+        else:
+            os.kill(victim.pid, signal.SIGKILL)
+            sock.sendall(begin + rest)
         records = _records(sock, fastcgi.RecordParser(), _is_end)
     stdout = b"".join(r.content for r in records if r.type == fastcgi.STDOUT)
     assert stdout.startswith(b"Status: 503") and b'"code": "busy"' in stdout.replace(b'":"', b'": "'), stdout
